@@ -1,0 +1,253 @@
+"""Adapter section: one class per parameter-efficient fine-tuning method, registered by type name.
+
+Field names follow peft's config classes (``ludwig_llm.models.adapters`` maps the few that differ),
+and defaults are peft's unless a description says why not.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from ludwig_llm.schema.base import BaseConfig, config_class
+from ludwig_llm.schema.fields import Impact, nested, option
+from ludwig_llm.schema.registry import adapter_registry
+
+
+@config_class
+class AdapterPostprocessorConfig(BaseConfig):
+    """What happens to the adapter after training."""
+
+    merge_adapter_into_base_model: bool = option(
+        False,
+        "After training, merge the adapter weights into the base model and save the merged full model "
+        "(a plain transformers model, no peft needed to load it). A quantized base is dequantized "
+        "first; merging into a 4-bit base is refused.",
+        impact=Impact.MEDIUM,
+    )
+    progressbar: bool = option(False, "Show a progress bar while merging.", impact=Impact.LOW)
+
+
+class BaseAdapterConfig(BaseConfig):
+    """Fields every adapter type has. Subclasses add their method's own options."""
+
+    def peft_params(self) -> dict:
+        """This adapter's method options (what goes to peft), without our own bookkeeping fields."""
+        params = self.to_dict()
+        for key in ("type", "pretrained_adapter_weights", "postprocessor"):
+            params.pop(key, None)
+        return params
+
+
+def _pretrained():
+    return option(
+        None,
+        "A saved adapter to start from: a local directory or a hub id. With `trainer.type: finetune` "
+        "training continues from it; with `trainer.type: none` it is used as is for prediction.",
+        impact=Impact.MEDIUM, example="results/my_run/model",
+    )
+
+
+def _postprocessor():
+    return nested(AdapterPostprocessorConfig, "Post-training steps such as merging into the base model.")
+
+
+def _target_modules():
+    return option(
+        None,
+        "Names (or name suffixes) of the modules to adapt, e.g. `[q_proj, v_proj]`. Null uses peft's "
+        "default for the model architecture.",
+        example=["q_proj", "v_proj"], impact=Impact.MEDIUM,
+    )
+
+
+def _modules_to_save():
+    return option(
+        None, "Extra modules trained in full and saved with the adapter, e.g. `[lm_head]`.", impact=Impact.LOW
+    )
+
+
+def _num_virtual_tokens(default: int):
+    return option(default, "Number of virtual tokens learned and prepended to every input.", min=1, impact=Impact.HIGH)
+
+
+@adapter_registry.register("lora")
+@config_class
+class LoraConfig(BaseAdapterConfig):
+    """Low-Rank Adaptation: learns a low-rank update `B @ A` beside frozen weight matrices.
+
+    The most used adapter; with `quantization` it becomes QLoRA. Supports DoRA (`use_dora`) and
+    rank-stabilized scaling (`use_rslora`).
+    """
+
+    title = "LoRA"
+    type: str = option("lora", "Adapter type.", choices=["lora"])
+    r: int = option(8, "Rank of the update matrices; higher learns more and costs more memory.", min=1, impact=Impact.HIGH)
+    alpha: int = option(
+        16,
+        "Scaling numerator (peft's `lora_alpha`): the update is scaled by `alpha / r`. Twice the rank "
+        "(not peft's 8) is the common fine-tuning choice and what Ludwig uses.",
+        min=1, impact=Impact.HIGH,
+    )
+    dropout: float = option(
+        0.05,
+        "Dropout on the adapter's input (peft's `lora_dropout`); 0.05 (not peft's 0) regularizes small datasets.",
+        min=0.0, max=1.0, impact=Impact.MEDIUM,
+    )
+    target_modules: Optional[List[str]] = _target_modules()
+    bias: str = option("none", "Which biases are trained: `none`, `all` or `lora_only`.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
+    use_rslora: bool = option(False, "Rank-stabilized LoRA: scale by `alpha / sqrt(r)`, which trains better at high ranks.", impact=Impact.MEDIUM)
+    use_dora: bool = option(False, "Weight-Decomposed LoRA (DoRA): learn magnitude and direction separately. Slower, often better at low ranks.", impact=Impact.MEDIUM)
+    init_lora_weights: bool = option(True, "Initialize B to zero so training starts from the base model exactly; false gives random init (for tests).", impact=Impact.LOW)
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("adalora")
+@config_class
+class AdaloraConfig(BaseAdapterConfig):
+    """Adaptive LoRA: starts at `init_r` and prunes each matrix's rank toward `target_r` by importance during training."""
+
+    title = "AdaLoRA"
+    type: str = option("adalora", "Adapter type.", choices=["adalora"])
+    init_r: int = option(12, "Initial rank of every matrix, before pruning.", min=1, impact=Impact.HIGH)
+    target_r: int = option(8, "Target average rank after pruning.", min=1, impact=Impact.HIGH)
+    alpha: int = option(16, "Scaling numerator (peft's `lora_alpha`), as in LoRA.", min=1)
+    dropout: float = option(0.05, "Dropout on the adapter's input (peft's `lora_dropout`).", min=0.0, max=1.0)
+    tinit: int = option(0, "Steps of warm-up before rank pruning starts.", min=0, impact=Impact.LOW)
+    tfinal: int = option(0, "Steps at the end with the final ranks frozen.", min=0, impact=Impact.LOW)
+    deltaT: int = option(1, "Steps between two rank allocations.", min=1, impact=Impact.LOW)
+    beta1: float = option(0.85, "EMA factor for importance sensitivity smoothing.", min=0.0, max=1.0, impact=Impact.LOW)
+    beta2: float = option(0.85, "EMA factor for importance uncertainty.", min=0.0, max=1.0, impact=Impact.LOW)
+    orth_reg_weight: float = option(0.5, "Weight of the orthogonality regularizer on the update matrices.", min=0.0, impact=Impact.LOW)
+    total_step: Optional[int] = option(
+        None, "Total training steps, which AdaLoRA's schedule needs; null is filled in from the trainer settings.",
+        min=1, impact=Impact.LOW,
+    )
+    target_modules: Optional[List[str]] = _target_modules()
+    bias: str = option("none", "Which biases are trained.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("ia3")
+@config_class
+class IA3Config(BaseAdapterConfig):
+    """(IA)^3: learns vectors that rescale attention keys/values and feed-forward activations; very few parameters."""
+
+    title = "IA3"
+    type: str = option("ia3", "Adapter type.", choices=["ia3"])
+    target_modules: Optional[List[str]] = _target_modules()
+    feedforward_modules: Optional[List[str]] = option(
+        None, "Which of `target_modules` are feed-forward layers (scaled on their input); null uses peft's default.",
+        impact=Impact.LOW,
+    )
+    init_ia3_weights: bool = option(True, "Start the scaling vectors at one, i.e. from the base model.", impact=Impact.LOW)
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("prefix_tuning")
+@config_class
+class PrefixTuningConfig(BaseAdapterConfig):
+    """Prefix tuning: learns key/value vectors prepended in every attention layer."""
+
+    title = "Prefix tuning"
+    type: str = option("prefix_tuning", "Adapter type.", choices=["prefix_tuning"])
+    num_virtual_tokens: int = _num_virtual_tokens(20)
+    prefix_projection: bool = option(False, "Produce the prefix through a small MLP, which trains more stably.", impact=Impact.MEDIUM)
+    encoder_hidden_size: Optional[int] = option(None, "Hidden size of the prefix MLP; null uses the model's hidden size.", min=1, impact=Impact.LOW)
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("prompt_tuning")
+@config_class
+class PromptTuningConfig(BaseAdapterConfig):
+    """Prompt tuning: learns embeddings of virtual tokens prepended to the input."""
+
+    title = "Prompt tuning"
+    type: str = option("prompt_tuning", "Adapter type.", choices=["prompt_tuning"])
+    num_virtual_tokens: int = _num_virtual_tokens(8)
+    prompt_tuning_init: str = option(
+        "RANDOM", "Initialize the virtual tokens at random (`RANDOM`), from `prompt_tuning_init_text` (`TEXT`), or from sampled vocabulary (`SAMPLE_VOCAB`).",
+        choices=["RANDOM", "TEXT", "SAMPLE_VOCAB"], impact=Impact.MEDIUM,
+    )
+    prompt_tuning_init_text: Optional[str] = option(
+        None, "Text whose token embeddings initialize the virtual tokens when `prompt_tuning_init` is `TEXT`.",
+        example="Classify if the review is positive or negative:", impact=Impact.LOW,
+    )
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("p_tuning")
+@config_class
+class PTuningConfig(BaseAdapterConfig):
+    """P-tuning: virtual token embeddings produced by a small prompt encoder (MLP or LSTM)."""
+
+    title = "P-tuning"
+    type: str = option("p_tuning", "Adapter type.", choices=["p_tuning"])
+    num_virtual_tokens: int = _num_virtual_tokens(8)
+    encoder_reparameterization_type: str = option("MLP", "Prompt encoder architecture.", choices=["MLP", "LSTM"], impact=Impact.MEDIUM)
+    encoder_hidden_size: Optional[int] = option(None, "Prompt encoder hidden size; null uses the model's hidden size.", min=1, impact=Impact.LOW)
+    encoder_num_layers: int = option(2, "Prompt encoder layers.", min=1, impact=Impact.LOW)
+    encoder_dropout: float = option(0.0, "Prompt encoder dropout.", min=0.0, max=1.0, impact=Impact.LOW)
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("loha")
+@config_class
+class LoHaConfig(BaseAdapterConfig):
+    """Low-rank Hadamard product (LoHa): a higher-rank update from two low-rank pairs at LoRA's cost."""
+
+    title = "LoHa"
+    type: str = option("loha", "Adapter type.", choices=["loha"])
+    r: int = option(8, "Rank of each low-rank pair.", min=1, impact=Impact.HIGH)
+    alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
+    rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
+    module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
+    target_modules: Optional[List[str]] = _target_modules()
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("lokr")
+@config_class
+class LoKrConfig(BaseAdapterConfig):
+    """Low-rank Kronecker product (LoKr): the update is a Kronecker product of small matrices."""
+
+    title = "LoKr"
+    type: str = option("lokr", "Adapter type.", choices=["lokr"])
+    r: int = option(8, "Rank of the factorized matrices.", min=1, impact=Impact.HIGH)
+    alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
+    rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
+    module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
+    decompose_both: bool = option(False, "Also factorize the left Kronecker factor into low rank.", impact=Impact.LOW)
+    decompose_factor: int = option(-1, "Factor used to split dimensions for the Kronecker product; -1 picks it automatically.", impact=Impact.LOW)
+    target_modules: Optional[List[str]] = _target_modules()
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+
+@adapter_registry.register("vera")
+@config_class
+class VeraConfig(BaseAdapterConfig):
+    """Vector-based Random Matrix Adaptation (VeRA): shared frozen random matrices, only scaling vectors are learned."""
+
+    title = "VeRA"
+    type: str = option("vera", "Adapter type.", choices=["vera"])
+    r: int = option(256, "Rank of the shared random matrices; VeRA needs far higher ranks than LoRA.", min=1, impact=Impact.HIGH)
+    vera_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)
+    d_initial: float = option(0.1, "Initial value of the learned scaling vector d.", min=0.0, impact=Impact.LOW)
+    projection_prng_key: int = option(0, "Seed of the shared random projections (saved so the adapter can be rebuilt).", impact=Impact.LOW)
+    target_modules: Optional[List[str]] = _target_modules()
+    bias: str = option("none", "Which biases are trained.", choices=["none", "all", "vera_only"], impact=Impact.LOW)
+    modules_to_save: Optional[List[str]] = _modules_to_save()
+    pretrained_adapter_weights: Optional[str] = _pretrained()
+    postprocessor: AdapterPostprocessorConfig = _postprocessor()

@@ -1,0 +1,96 @@
+"""The base of every config class: load with defaults filled, dump back, refuse unknown keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, ClassVar, Dict
+
+import marshmallow
+import marshmallow_dataclass
+
+from ludwig_llm.schema.registry import did_you_mean
+
+
+class StrictSchema(marshmallow.Schema):
+    """Refuses keys the class does not declare, naming the closest known key.
+
+    marshmallow's own RAISE says only "Unknown field."; we EXCLUDE there and raise our own
+    message from a schema validator that still runs when other fields failed, so that all
+    problems are reported together.
+    """
+
+    class Meta:
+        unknown = marshmallow.EXCLUDE
+
+    @marshmallow.validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _refuse_unknown_keys(self, data, original_data, **kwargs):
+        if not isinstance(original_data, dict):
+            return
+        known = [f.data_key or name for name, f in self.load_fields.items()]
+        unknown = {
+            key: [f"unknown key.{did_you_mean(key, known) or ' Known keys: ' + ', '.join(known) + '.'}"]
+            for key in original_data
+            if key not in known
+        }
+        if unknown:
+            raise marshmallow.ValidationError(unknown)
+
+
+def config_class(cls):
+    """Decorator for config classes: a marshmallow dataclass whose defaults are checked at import."""
+    cls = marshmallow_dataclass.dataclass(cls, base_schema=StrictSchema)
+    _check_defaults(cls)
+    CLASS_OF_SCHEMA[cls.Schema] = cls
+    return cls
+
+
+# Nested marshmallow fields know only their schema; this leads back to the config class (docs, JSON Schema).
+CLASS_OF_SCHEMA: Dict[type, type] = {}
+
+
+def _check_defaults(cls) -> None:
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    schema = cls.Schema()
+    dumped = schema.dump(_Attrs(defaults))
+    errors = schema.validate(dumped, partial=True)
+    if errors:
+        raise TypeError(f"{cls.__name__} has defaults that break its own rules: {errors}")
+
+
+class _Attrs:
+    def __init__(self, values: Dict[str, Any]):
+        self.__dict__.update(values)
+
+
+class BaseConfig:
+    """Base of all config sections.
+
+    ``name()`` and ``description()`` are what the docs and the CLI show for a class; they are
+    declared here so that every section has them (``title`` overrides the class name, the class
+    docstring is the description).
+    """
+
+    title: ClassVar[str] = ""
+    Schema: ClassVar[type]
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.title or cls.__name__
+
+    @classmethod
+    def description(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]):
+        """Validate ``data`` and return the config with every default filled in."""
+        return cls.Schema().load(data)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return self.Schema().dump(self)

@@ -1,0 +1,107 @@
+"""Trainer section: `finetune` updates weights; `none` is in-context learning (no parameter update).
+
+The fine-tuning defaults are chosen for LLMs (a few epochs, a LoRA-sized learning rate), not
+inherited from a generic trainer.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from ludwig_llm.schema.base import BaseConfig, config_class
+from ludwig_llm.schema.fields import Impact, nested, option
+from ludwig_llm.schema.registry import trainer_registry
+
+VALIDATION_METRICS = ["loss", "perplexity", "next_token_accuracy"]
+
+
+@config_class
+class OptimizerConfig(BaseConfig):
+    """The optimizer that updates trainable parameters."""
+
+    type: str = option(
+        "adamw",
+        "`adamw` (torch AdamW), `adamw_8bit` and `paged_adamw_8bit` (bitsandbytes, less optimizer memory), or `sgd`.",
+        choices=["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd"], impact=Impact.MEDIUM,
+    )
+    betas: List[float] = option([0.9, 0.999], "Adam's moment decay rates.", min=0.0, max=1.0, min_inclusive=True, max_inclusive=False, impact=Impact.LOW)
+    eps: float = option(1e-8, "Adam's denominator epsilon.", min=0.0, min_inclusive=False, impact=Impact.LOW)
+    momentum: float = option(0.0, "SGD momentum (only for `sgd`).", min=0.0, max=1.0, impact=Impact.LOW)
+
+
+@config_class
+class LearningRateSchedulerConfig(BaseConfig):
+    """Learning-rate warm-up and decay over the training steps."""
+
+    decay: str = option(
+        "cosine", "Shape of the decay after warm-up: `cosine`, `linear` (both to zero at the last step) or `constant`.",
+        choices=["cosine", "linear", "constant"], impact=Impact.MEDIUM,
+    )
+    warmup_fraction: float = option(
+        0.03, "Fraction of all optimizer steps spent warming up linearly from zero.", min=0.0, max=1.0, impact=Impact.LOW
+    )
+    warmup_steps: Optional[int] = option(None, "Warm-up steps; when set, replaces `warmup_fraction`.", min=0, impact=Impact.LOW)
+
+
+class BaseTrainerConfig(BaseConfig):
+    """Common to every trainer type."""
+
+
+@trainer_registry.register("finetune")
+@config_class
+class FineTuneTrainerConfig(BaseTrainerConfig):
+    """Supervised fine-tuning: trains the adapter (or the whole model) to produce the target after the prompt."""
+
+    title = "Fine-tune"
+    type: str = option("finetune", "Trainer type.", choices=["finetune"], impact=Impact.HIGH)
+    epochs: int = option(3, "Passes over the training set.", min=1, impact=Impact.HIGH)
+    max_steps: Optional[int] = option(None, "Stop after this many optimizer steps; when set, it overrides `epochs`.", min=1, impact=Impact.MEDIUM)
+    learning_rate: float = option(
+        2e-4, "Peak learning rate. 1e-4 to 3e-4 suits LoRA; full fine-tuning usually wants 1e-5 to 5e-5.",
+        min=0.0, min_inclusive=False, impact=Impact.HIGH,
+    )
+    batch_size: int = option(4, "Rows per forward pass on each worker.", min=1, impact=Impact.HIGH)
+    eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
+    gradient_accumulation_steps: int = option(
+        1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps * workers`.",
+        min=1, impact=Impact.MEDIUM,
+    )
+    optimizer: OptimizerConfig = nested(OptimizerConfig, "Optimizer settings.")
+    learning_rate_scheduler: LearningRateSchedulerConfig = nested(LearningRateSchedulerConfig, "Warm-up and decay of the learning rate.")
+    weight_decay: float = option(0.0, "Decoupled weight decay on trainable weights (not biases or norms).", min=0.0, impact=Impact.LOW)
+    max_grad_norm: Optional[float] = option(1.0, "Clip the global gradient norm to this value; null turns clipping off.", min=0.0, min_inclusive=False, impact=Impact.LOW)
+    precision: str = option(
+        "auto",
+        "Numeric precision of training: `auto` picks bf16 on GPUs that support it, fp16 on other GPUs and fp32 on the CPU.",
+        choices=["auto", "fp32", "bf16", "fp16"], impact=Impact.MEDIUM,
+    )
+    gradient_checkpointing: bool = option(
+        False, "Recompute activations in the backward pass instead of storing them: much less memory, about 30% slower.", impact=Impact.MEDIUM
+    )
+    eval_steps: Optional[int] = option(None, "Evaluate on the validation split every N optimizer steps; null evaluates once per epoch.", min=1, impact=Impact.LOW)
+    validation_metric: str = option(
+        "loss", "Validation metric that picks the best checkpoint and drives early stopping.", choices=VALIDATION_METRICS, impact=Impact.MEDIUM
+    )
+    early_stop: int = option(
+        0, "Stop after this many evaluations without improvement of `validation_metric`; 0 turns early stopping off.", min=0, impact=Impact.LOW
+    )
+    checkpoint_steps: Optional[int] = option(
+        None, "Save a resumable checkpoint every N optimizer steps; null saves one at the end of each epoch.", min=1, impact=Impact.LOW
+    )
+    checkpoints_to_keep: int = option(2, "Most recent checkpoints kept on disk; older ones are deleted.", min=1, impact=Impact.LOW)
+    group_by_length: bool = option(
+        True, "Batch rows of similar length together, which wastes less compute on padding. Batch order stays random.", impact=Impact.LOW
+    )
+    logging_steps: int = option(10, "Record the training loss every N optimizer steps.", min=1, impact=Impact.LOW)
+    seed: int = option(42, "Random seed for shuffling, dropout and adapter initialization.", impact=Impact.LOW)
+
+
+@trainer_registry.register("none")
+@config_class
+class NoneTrainerConfig(BaseTrainerConfig):
+    """In-context learning: no parameter is updated. `train` builds the model, saves it, and evaluates on the test split."""
+
+    title = "None (in-context learning)"
+    type: str = option("none", "Trainer type.", choices=["none"], impact=Impact.HIGH)
+    eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
+    seed: int = option(42, "Random seed for retrieval sampling and data splits.", impact=Impact.LOW)
