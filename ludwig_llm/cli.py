@@ -99,8 +99,11 @@ def _version() -> str:
 
 def _write_or_print(text: str, output: Optional[str]) -> None:
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as error:
+            raise UserError(f"cannot write {output}: {error.strerror}.") from None
         print(f"wrote {output}")
     else:
         sys.stdout.write(text)

@@ -12,6 +12,13 @@ import marshmallow_dataclass
 from ludwig_llm.schema.registry import did_you_mean
 
 
+class WholeInteger(marshmallow.fields.Integer):
+    """An ``int`` field that refuses ``2.5`` (marshmallow's default silently truncates it to 2)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+
 class StrictSchema(marshmallow.Schema):
     """Refuses keys the class does not declare, naming the closest known key.
 
@@ -19,6 +26,8 @@ class StrictSchema(marshmallow.Schema):
     message from a schema validator that still runs when other fields failed, so that all
     problems are reported together.
     """
+
+    TYPE_MAPPING = {**marshmallow.Schema.TYPE_MAPPING, int: WholeInteger}
 
     class Meta:
         unknown = marshmallow.EXCLUDE
@@ -68,16 +77,12 @@ class _Attrs:
         self.__dict__.update(values)
 
 
-class BaseConfig:
-    """Base of all config sections.
-
-    ``name()`` and ``description()`` are what the docs and the CLI show for a class; they are
-    declared here so that every section has them (``title`` overrides the class name, the class
-    docstring is the description).
-    """
+class Documented:
+    """``name()`` and ``description()``: what the docs and the CLI show for a class (``title``
+    overrides the class name, the class docstring is the description). Every registered class has them,
+    config sections and plain registry entries (retrieval types) alike."""
 
     title: ClassVar[str] = ""
-    Schema: ClassVar[type]
 
     @classmethod
     def name(cls) -> str:
@@ -86,6 +91,15 @@ class BaseConfig:
     @classmethod
     def description(cls) -> str:
         return inspect.cleandoc(cls.__doc__ or "")
+
+
+class BaseConfig(Documented):
+    """Base of all config sections.
+
+    ``name()`` and ``description()`` come from ``Documented`` so that every section has them.
+    """
+
+    Schema: ClassVar[type]
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]):

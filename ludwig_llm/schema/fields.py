@@ -34,7 +34,7 @@ class Choice(marshmallow.validate.Validator):
     def __call__(self, value: Any) -> Any:
         if value not in self.choices:
             shown = ", ".join(repr(c) for c in self.choices)
-            names = [str(c) for c in self.choices if c is not None]
+            names = [c for c in self.choices if c is not None]
             raise ValidationError(f"{value!r} is not one of {shown}.{did_you_mean(value, names)}")
         return value
 
@@ -161,7 +161,9 @@ class TypedUnion(marshmallow.fields.Field):
             )
         if self.key not in value:
             if self.default_key_value is None:
-                raise ValidationError({self.key: [f"missing; one of {', '.join(map(repr, self.registry.names()))}."]})
+                raise ValidationError(
+                    {self.key: [f"required, but missing; set it to one of {', '.join(map(repr, self.registry.names()))}."]}
+                )
             value = {self.key: self.default_key_value, **value}
         if value[self.key] not in self.registry:
             raise ValidationError({self.key: [self.registry.unknown_message(value[self.key])]})

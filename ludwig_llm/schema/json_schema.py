@@ -64,6 +64,8 @@ def _validators(field):
 def _type_schema(field: marshmallow.fields.Field) -> Dict[str, Any]:
     if isinstance(field, TypedUnion):
         variants = [class_json_schema(config_class) for _, config_class in field.registry.items()]
+        if field.default_key_value is None:  # as in the loader: a mapping must name its type (or bits)
+            variants = [{**variant, "required": sorted({field.key, *variant.get("required", [])})} for variant in variants]
         shorthand = {"enum": field.registry.names()}
         any_of = variants + [shorthand] + ([{"type": "null"}] if field.allow_none else [])
         return {"anyOf": any_of}

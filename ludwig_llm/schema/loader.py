@@ -21,12 +21,17 @@ def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
             text = f.read()
     except OSError as error:
         raise UserError(f"cannot read config file {path}: {error.strerror}.") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"config file {path} is not UTF-8 text (byte {error.start}): is it a YAML file?") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
+        context = getattr(error, "context", None)
+        if context and problem.startswith("but "):  # e.g. "expected a single document in the stream, but found another document"
+            problem = f"{context}, {problem}"
         raise UserError(f"config file {path} is not valid YAML{where}: {problem}.") from None
     if data is None:
         raise UserError(f"config file {path} is empty.")
@@ -67,7 +72,8 @@ def flatten_errors(messages: Any, data: Any, path: str = "") -> List[ConfigIssue
     items = messages.items() if isinstance(messages, dict) else enumerate(messages)
     for key, sub in items:
         child = _child(data, key)
-        sub_path = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+        is_index = isinstance(key, int) and not isinstance(data, dict)  # a list position, not a (numeric) mapping key
+        sub_path = f"{path}[{key}]" if is_index else (f"{path}.{key}" if path else str(key))
         if key == "_schema":
             sub_path, child = path, data
         issues.extend(flatten_errors(sub, child, sub_path))

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ludwig_llm.schema.base import BaseConfig, config_class
+from ludwig_llm.schema.base import BaseConfig, Documented, config_class
 from ludwig_llm.schema.fields import Impact, RegistryChoice, nested, option
 from ludwig_llm.schema.registry import retrieval_registry
 
 
 @retrieval_registry.register("random")
-class RandomRetrieval:
+class RandomRetrieval(Documented):
     """Picks `k` training rows at random (seeded) as examples for each prompt."""
+
+    title = "Random"
 
 
 @retrieval_registry.register("semantic")
-class SemanticRetrieval:
+class SemanticRetrieval(Documented):
     """Picks the `k` training rows whose input is nearest to this row's, by sentence-embedding similarity."""
+
+    title = "Semantic"
 
 
 @config_class

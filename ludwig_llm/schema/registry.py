@@ -8,10 +8,12 @@ from typing import Callable, Dict, Generic, Iterator, List, TypeVar
 T = TypeVar("T")
 
 
-def did_you_mean(value: object, candidates: List[str]) -> str:
-    """' Did you mean 'x'?' when a close candidate exists, else ''."""
-    close = difflib.get_close_matches(str(value), [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def did_you_mean(value: object, candidates: List[object]) -> str:
+    """' Did you mean 'x'?' when a close candidate exists, else ''. The candidate is shown as written in
+    YAML (``'lora'``, but ``4`` for a number), so a near miss like the string ``'4'`` reads sensibly."""
+    by_text = {str(c): c for c in candidates}
+    close = difflib.get_close_matches(str(value), list(by_text), n=1, cutoff=0.6)
+    return f" Did you mean {by_text[close[0]]!r}?" if close else ""
 
 
 class Registry(Generic[T]):
@@ -34,13 +36,13 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def get(self, name: object) -> T:
-        if name not in self._entries:
+        if name not in self:
             raise KeyError(self.unknown_message(name))
         return self._entries[name]
 
     def unknown_message(self, name: object) -> str:
         known = ", ".join(repr(k) for k in self._entries)
-        return f"unknown {self.kind} {name!r}; known: {known}.{did_you_mean(name, [str(k) for k in self._entries])}"
+        return f"unknown {self.kind} {name!r}; known: {known}.{did_you_mean(name, list(self._entries))}"
 
     def names(self) -> List[object]:
         return list(self._entries)
@@ -49,7 +51,10 @@ class Registry(Generic[T]):
         return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        try:
+            return name in self._entries
+        except TypeError:  # an unhashable config value (a list or mapping where a name belongs) is simply unknown
+            return False
 
     def __iter__(self) -> Iterator[object]:
         return iter(list(self._entries))

@@ -1,0 +1,256 @@
+"""Python API: the same verbs as the CLI.
+
+    model = LudwigLLM("config.yaml")
+    result = model.train(dataset="data.csv")
+    predictor = LudwigLLM.load(f"{result.run_directory}/model")
+    predictions = predictor.predict("new_rows.csv").predictions
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Union
+
+import yaml
+
+from ludwig_llm import results
+from ludwig_llm.errors import UserError
+
+RUN_CONFIG = "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    run_directory: str
+    training_statistics: Dict[str, Any]
+    test_statistics: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class PredictResult:
+    predictions: Any  # pandas.DataFrame
+    output_directory: Optional[str]
+
+
+@dataclass
+class EvaluateResult:
+    statistics: Dict[str, Any]
+    predictions: Any
+    output_directory: Optional[str]
+
+
+@dataclass
+class _Loaded:
+    directory: str
+    manifest: Any
+    built: Any = None
+    retriever: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+class LudwigLLM:
+    """A config to train, or (after `load`) a trained model to predict and evaluate with."""
+
+    def __init__(self, config: Union[str, os.PathLike, dict, Any]):
+        from ludwig_llm.schema import load_config
+
+        self.config = config if hasattr(config, "to_dict") else load_config(config)
+        self._loaded: Optional[_Loaded] = None
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, dataset=None, *, training_set=None, validation_set=None, test_set=None,
+              output_directory: str = "results", experiment_name: str = "experiment", model_name: str = "run",
+              random_seed: Optional[int] = None, skip_save_model: bool = False, resume: Optional[str] = None,
+              evaluate_test: bool = False) -> TrainResult:
+        """Preprocess, train and save a run directory; `resume` continues an interrupted run ('latest' or its path)."""
+        from ludwig_llm.data.pipeline import prepare_data
+        from ludwig_llm.models.loader import load_tokenizer
+        from ludwig_llm.models.resolve import resolve_base_model
+
+        timings: Dict[str, float] = {}
+        started = time.time()
+        if resume:
+            run_directory = self._resume_directory(resume, output_directory, experiment_name, model_name)
+        else:
+            if random_seed is not None:
+                self.config.trainer.seed = random_seed
+            run_directory = results.new_run_directory(output_directory, experiment_name, model_name)
+            with open(os.path.join(run_directory, RUN_CONFIG), "w", encoding="utf-8") as f:
+                yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
+        config = self.config
+
+        base_model_path = resolve_base_model(config.base_model)
+        tokenizer = load_tokenizer(base_model_path, trust_remote_code=config.model_parameters.trust_remote_code)
+        data = prepare_data(config, tokenizer, dataset=dataset, training_set=training_set,
+                            validation_set=validation_set, test_set=test_set, retriever_factory=self._retriever_factory())
+        timings["preprocessing"] = time.time() - started
+        labels = self._labels(data.splits)
+        retriever = data.retriever
+
+        training_started = time.time()
+        with tempfile.TemporaryDirectory(prefix="ludwig_llm_retrieval_") as retrieval_dir:
+            if config.trainer.type == "finetune":
+                statistics = self._finetune(config, data, tokenizer, base_model_path, labels, retriever, retrieval_dir,
+                                            run_directory, skip_save_model, resume)
+            else:
+                from ludwig_llm.trainers.none import save_untrained_model
+
+                statistics = {"steps": [], "evaluations": [], "note": "trainer 'none': no parameters were updated"}
+                if not skip_save_model:
+                    save_untrained_model(config, run_directory=run_directory, tokenizer=tokenizer,
+                                         base_model_path=base_model_path, labels=labels, retriever=retriever)
+        timings["training"] = time.time() - training_started
+        statistics["preprocessing"] = data.stats
+        results.write_json(os.path.join(run_directory, results.TRAINING_STATISTICS), statistics)
+
+        test_statistics = None
+        if evaluate_test or config.trainer.type == "none":
+            test_statistics = self._evaluate_test_split(config, run_directory, data, skip_save_model, timings)
+        results.write_json(
+            os.path.join(run_directory, results.DESCRIPTION),
+            results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
+                                 timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
+        )
+        return TrainResult(run_directory, statistics, test_statistics)
+
+    def experiment(self, dataset=None, **kwargs) -> TrainResult:
+        """Train, then evaluate on the test split, in one run directory."""
+        return self.train(dataset, evaluate_test=True, **kwargs)
+
+    def preprocess(self, dataset=None, *, training_set=None, validation_set=None, test_set=None,
+                   debug: bool = False, debug_rows: int = 3):
+        from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
+        from ludwig_llm.models.loader import load_tokenizer
+        from ludwig_llm.models.resolve import resolve_base_model
+
+        path = resolve_base_model(self.config.base_model)
+        tokenizer = load_tokenizer(path, trust_remote_code=self.config.model_parameters.trust_remote_code)
+        data = prepare_data(self.config, tokenizer, dataset=dataset, training_set=training_set,
+                            validation_set=validation_set, test_set=test_set, retriever_factory=self._retriever_factory())
+        print(preprocess_summary(data))
+        if debug:
+            print(debug_report(self.config, tokenizer, data.splits.train, rows=debug_rows, retriever=data.retriever))
+        return data
+
+    def _finetune(self, config, data, tokenizer, base_model_path, labels, retriever, retrieval_dir, run_directory,
+                  skip_save_model, resume) -> dict:
+        from ludwig_llm.backends import create_backend
+        from ludwig_llm.backends.session import latest_checkpoint_in
+        from ludwig_llm.trainers.finetune import FineTuneJob
+
+        if not data.train:
+            raise UserError("the training split is empty: give more rows, or change preprocessing.split.")
+        if retriever is not None:
+            retriever.save(retrieval_dir)
+        job = FineTuneJob(config_dict=config.to_dict(), base_model_path=base_model_path, train_rows=list(data.train.examples),
+                          validation_rows=list(data.validation.examples), pad_token_id=tokenizer.pad_token_id,
+                          save_model=not skip_save_model, labels=labels,
+                          retriever_directory=retrieval_dir if retriever is not None else None)
+        resume_from = latest_checkpoint_in(run_directory) if resume else None
+        if resume and resume_from is None:
+            print(f"--resume: {run_directory} has no checkpoint yet; training starts from the beginning.")
+        return create_backend(config).run_finetune(job, run_directory, resume_from)
+
+    def _resume_directory(self, resume: str, output_directory: str, experiment_name: str, model_name: str) -> str:
+        from ludwig_llm.schema import load_config
+
+        run_directory = results.latest_run_directory(output_directory, experiment_name, model_name) if resume == "latest" else resume
+        saved = os.path.join(run_directory, RUN_CONFIG)
+        if not os.path.isfile(saved):
+            raise UserError(f"--resume {run_directory}: not a ludwig_llm run directory (no {RUN_CONFIG}).")
+        stored = load_config(saved)
+        if stored.to_dict() != self.config.to_dict():
+            print(f"--resume: using the config saved in {saved} (it differs from the one given).")
+        self.config = stored
+        return run_directory
+
+    def _retriever_factory(self):
+        retrieval = self.config.prompt.retrieval
+        if retrieval.type is None:
+            return None
+        config = self.config
+
+        def build(train_df):
+            from ludwig_llm.inference.retrieval import build_retriever
+
+            return build_retriever(retrieval, train_df, config.input_feature.column_name(),
+                                   config.output_feature.column_name(), seed=config.trainer.seed)
+
+        return build
+
+    def _labels(self, splits):
+        feature = self.config.output_feature
+        if feature.type != "category":
+            return None
+        if feature.vocab:
+            return list(feature.vocab)
+        column = feature.column_name()
+        labels = sorted({str(v) for v in splits.train[column].dropna()})
+        if len(labels) < 2:
+            raise UserError(f"output feature '{feature.name}': the training split has {len(labels)} distinct label(s) in "
+                            f"column '{column}'; a category needs at least 2 (or set output_features[0].vocab).")
+        return labels
+
+    def _evaluate_test_split(self, config, run_directory, data, skip_save_model, timings):
+        if skip_save_model:
+            return None
+        if data.splits.test is None or len(data.splits.test) == 0:
+            print("no test rows: skipping evaluation on the test split.")
+            return None
+        started = time.time()
+        evaluator = LudwigLLM.load(os.path.join(run_directory, results.MODEL_DIR))
+        evaluation = evaluator.evaluate(data.splits.test, output_directory=run_directory, write_into=run_directory)
+        timings["evaluation"] = time.time() - started
+        return evaluation.statistics
+
+    # ------------------------------------------------------------------ prediction
+
+    @classmethod
+    def load(cls, model_path: str) -> "LudwigLLM":
+        """A trained model (a run's model/ directory) ready to predict and evaluate."""
+        from ludwig_llm.models.bundle import load_model_directory, load_retriever_for
+
+        config, manifest, built = load_model_directory(model_path)
+        instance = cls(config)
+        instance._loaded = _Loaded(model_path, manifest, built, load_retriever_for(model_path, config, manifest))
+        return instance
+
+    def _require_loaded(self) -> _Loaded:
+        if self._loaded is None:
+            raise UserError("this model is not trained or loaded: call train() and then LudwigLLM.load(<run>/model).")
+        return self._loaded
+
+    def predict(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
+                split: str = "full") -> PredictResult:
+        """Predictions for every row of `dataset`, in its row order; written as Parquet and CSV."""
+        from ludwig_llm.inference.predict import predict_rows, select_split, write_predictions
+
+        loaded = self._require_loaded()
+        df = select_split(self.config, dataset, split)
+        predictions = predict_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size, retriever=loaded.retriever)
+        directory = None
+        if output_directory:
+            directory = results.new_run_directory(output_directory, "predictions", "run")
+            write_predictions(predictions, directory)
+        return PredictResult(predictions, directory)
+
+    def evaluate(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
+                 split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:
+        """Predictions plus metrics against the dataset's targets; writes test_statistics.json."""
+        from ludwig_llm.inference.predict import evaluate_rows, select_split, write_predictions
+
+        loaded = self._require_loaded()
+        df = select_split(self.config, dataset, split)
+        predictions, statistics = evaluate_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size,
+                                                retriever=loaded.retriever)
+        directory = write_into
+        if directory is None and output_directory:
+            directory = results.new_run_directory(output_directory, "evaluation", "run")
+        if directory:
+            write_predictions(predictions, directory)
+            results.write_json(os.path.join(directory, results.TEST_STATISTICS), statistics)
+        return EvaluateResult(statistics, predictions, directory)

@@ -1,0 +1,1 @@
+"""Prediction: batched generation, label scoring for category outputs, and few-shot retrieval."""

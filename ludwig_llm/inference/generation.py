@@ -1,0 +1,178 @@
+"""Batched text generation from tokenized prompts.
+
+Rows are sorted by prompt length before batching so each batch pads little,
+left-padded (a decoder-only model continues from the last position of every
+row), and returned in their original order. Outputs are cleaned the same way
+for every caller: only the new tokens, special tokens skipped, cut at the first
+stop string, surrounding whitespace stripped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from ludwig_llm.errors import UserError
+from ludwig_llm.schema.generation import GenerationConfig
+
+# Passed whatever the decoding mode; the rest only where the mode uses them, so
+# transformers does not warn about e.g. a temperature set for greedy decoding.
+_ALWAYS = ("max_new_tokens", "min_new_tokens", "do_sample", "num_beams", "repetition_penalty", "no_repeat_ngram_size", "use_cache")
+_SAMPLING = ("temperature", "top_k", "top_p", "typical_p")
+_BEAM = ("length_penalty", "early_stopping")
+
+
+def to_generation_kwargs(config: GenerationConfig) -> Dict[str, Any]:
+    """Keyword arguments for ``transformers.GenerationConfig`` from our generation section.
+
+    Every setting the decoding mode uses is given explicitly, because transformers
+    fills unset (None) values from the model's own ``generation_config.json`` and
+    a hub default (say ``temperature: 0.6``) must not override what the YAML says.
+    """
+    kwargs = {name: getattr(config, name) for name in _ALWAYS}
+    if config.do_sample:
+        kwargs.update({name: getattr(config, name) for name in _SAMPLING})
+        # 0 filters nothing; None would inherit the model's default min_p.
+        kwargs["min_p"] = config.min_p if config.min_p is not None else 0.0
+    if config.num_beams > 1:
+        kwargs.update({name: getattr(config, name) for name in _BEAM})
+    if config.stop_strings:
+        kwargs["stop_strings"] = list(config.stop_strings)
+    return kwargs
+
+
+def eos_token_ids(model, tokenizer) -> List[int]:
+    """The tokenizer's end-of-sequence id plus any the model's generation config adds.
+
+    Chat models often end a turn with a token other than the tokenizer's eos
+    (Llama 3's ``<|eot_id|>``); their generation config lists both.
+    """
+    ids: List[int] = []
+    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, model_eos):
+        for token_id in value if isinstance(value, (list, tuple)) else [value]:
+            if token_id is not None and token_id not in ids:
+                ids.append(int(token_id))
+    return ids
+
+
+def pad_token_id(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    if tokenizer.eos_token_id is not None:
+        return int(tokenizer.eos_token_id)
+    raise UserError("The tokenizer has neither a padding nor an end-of-sequence token, so prompts cannot be batched.")
+
+
+def build_generation_config(model, tokenizer, config: GenerationConfig):
+    """A ``transformers.GenerationConfig`` from our section, with the tokenizer's special token ids."""
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    eos = eos_token_ids(model, tokenizer)
+    return HFGenerationConfig(
+        **to_generation_kwargs(config),
+        pad_token_id=pad_token_id(tokenizer),
+        eos_token_id=eos if len(eos) != 1 else eos[0],
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+def model_device(model):
+    import torch
+
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
+    """(input_ids, attention_mask) tensors, each row right-aligned."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            input_ids[i, width - len(row):] = torch.as_tensor(row, dtype=torch.long)
+            attention_mask[i, width - len(row):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
+    """Row indices grouped into batches of similar length, longest first.
+
+    Longest first makes an out-of-memory error show up on the first batch
+    rather than after most of the work is done.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1 (got {batch_size}).")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def clean_output(text: str, stop_strings: Optional[Sequence[str]] = None) -> str:
+    """Cut ``text`` at the earliest stop string and strip surrounding whitespace."""
+    cut = len(text)
+    for stop in stop_strings or ():
+        position = text.find(stop) if stop else -1
+        if 0 <= position < cut:
+            cut = position
+    return text[:cut].strip()
+
+
+def _new_tokens(row, eos_ids: Sequence[int]) -> List[int]:
+    # Rows that finish early are filled with padding; cutting at the first eos
+    # keeps that filler out even where the pad token is not a special token.
+    tokens = row.tolist()
+    for position, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[:position]
+    return tokens
+
+
+def generate(
+    model,
+    tokenizer,
+    prompt_ids: List[List[int]],
+    generation: GenerationConfig,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> List[str]:
+    """Generate one cleaned completion per tokenized prompt, in the order given.
+
+    ``model`` may be a plain transformers causal LM or a peft-wrapped one.
+    Prompts must already hold any special tokens (bos) the model expects.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if not prompt_ids:
+        return []
+    if any(len(ids) == 0 for ids in prompt_ids):
+        raise UserError("Cannot generate from an empty prompt; every row needs at least one prompt token.")
+
+    hf_config = build_generation_config(model, tokenizer, generation)
+    pad_id = hf_config.pad_token_id
+    eos_ids = eos_token_ids(model, tokenizer)
+    device = model_device(model)
+    # transformers builds its stop-string criteria from the tokenizer's vocabulary.
+    extra = {"tokenizer": tokenizer} if generation.stop_strings else {}
+
+    outputs: List[Optional[str]] = [None] * len(prompt_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
+            for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
+                input_ids, attention_mask = left_pad([prompt_ids[i] for i in batch], pad_id, device)
+                generated = model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
+                )
+                for row_index, row in zip(batch, generated[:, input_ids.shape[1]:].cpu()):
+                    text = tokenizer.decode(_new_tokens(row, eos_ids), skip_special_tokens=True)
+                    outputs[row_index] = clean_output(text, generation.stop_strings)
+                bar.update(len(batch))
+    finally:
+        model.train(was_training)
+    return outputs  # type: ignore[return-value]

@@ -1,0 +1,26 @@
+"""Teacher-forced evaluation: loss, perplexity and next-token accuracy of the targets given the prompts."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, autocast=None, rank: int = 0,
+                           world_size: int = 1) -> dict:
+    """Metrics over `rows` (encoded with labels); each worker scores its share and torchmetrics syncs the totals."""
+    import torch
+
+    from ludwig_llm.metrics.text import TokenLossAccumulator
+
+    accumulator = TokenLossAccumulator()
+    share = rows[rank::world_size]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(share), batch_size):
+            inputs = {k: v.to(device) for k, v in collate(share[start : start + batch_size]).items()}
+            with autocast or contextlib.nullcontext():
+                logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            accumulator.update(logits, inputs["labels"])
+    model.train(was_training)
+    return accumulator.compute()

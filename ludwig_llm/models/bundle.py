@@ -1,0 +1,108 @@
+"""The `model/` directory of a run: what is saved after training and what predict/evaluate load.
+
+Layout: our resolved config (`ludwig_llm_config.yaml`), a manifest (`ludwig_llm_model.json`),
+the tokenizer, and the weights in Hugging Face / peft format as safetensors: an adapter
+(`adapter_config.json`, loadable with `peft.AutoPeftModelForCausalLM`), a full model, or none
+when the run used the base model unchanged (trainer `none`); `merged/` holds the merged model when
+the adapter's merge switch is on, and `retrieval/` the few-shot index.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import yaml
+
+from ludwig_llm.errors import UserError
+from ludwig_llm.results import read_json, write_json
+
+CONFIG_FILE = "ludwig_llm_config.yaml"
+MANIFEST_FILE = "ludwig_llm_model.json"
+MERGED_DIR = "merged"
+RETRIEVAL_DIR = "retrieval"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    weights: str  # "adapter", "full" or "base"
+    base_model: str
+    labels: Optional[List[str]] = None
+    has_retrieval: bool = False
+    merged: bool = False
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+
+def save_model_directory(directory: str, *, config, model, tokenizer, base_model_path: str, weights: str,
+                         labels: Optional[List[str]] = None, retriever=None, merge: bool = False,
+                         quantized: bool = False) -> None:
+    from ludwig_llm.models.adapters import merge_and_save
+
+    os.makedirs(directory, exist_ok=True)
+    if model is not None and weights in ("adapter", "full"):
+        unwrapped = getattr(model, "module", model)  # DDP wraps the model
+        unwrapped.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    if retriever is not None:
+        retriever.save(os.path.join(directory, RETRIEVAL_DIR))
+    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    if merge and weights == "adapter":
+        merge_and_save(getattr(model, "module", model), os.path.join(directory, MERGED_DIR), quantized=quantized, tokenizer=tokenizer)
+    manifest = Manifest(weights=weights, base_model=base_model_path, labels=labels, has_retrieval=retriever is not None,
+                        merged=merge and weights == "adapter")
+    write_json(os.path.join(directory, MANIFEST_FILE), manifest.__dict__)
+
+
+def read_model_directory(directory: str):
+    """(config, manifest) of a saved model, or a UserError saying why this is not one."""
+    from ludwig_llm.schema import load_config
+
+    if not os.path.isdir(directory):
+        raise UserError(f"--model_path {directory} does not exist or is not a directory.")
+    manifest_path = os.path.join(directory, MANIFEST_FILE)
+    if not os.path.isfile(manifest_path):
+        hint = " (did you mean its model/ subdirectory?)" if os.path.isfile(os.path.join(directory, "model", MANIFEST_FILE)) else ""
+        raise UserError(f"--model_path {directory} is not a ludwig_llm model: it has no {MANIFEST_FILE}{hint}.")
+    data = read_json(manifest_path)
+    if data.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{directory} was saved in model format {data.get('format_version')}; this version reads {FORMAT_VERSION}.")
+    config = load_config(os.path.join(directory, CONFIG_FILE))
+    return config, Manifest(**data)
+
+
+def load_model_directory(directory: str, padding_side: str = "left"):
+    """(config, manifest, BuiltModel) ready for inference."""
+    from ludwig_llm.models.build import build_llm
+    from ludwig_llm.models.resolve import resolve_base_model
+
+    config, manifest = read_model_directory(directory)
+    if manifest.weights == "full":
+        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
+    else:
+        base = _base_model_path(config.base_model, manifest.base_model, resolve_base_model)
+        adapter_path = directory if manifest.weights == "adapter" else None
+        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=base, adapter_path=adapter_path)
+    return config, manifest, built
+
+
+def _base_model_path(configured: str, saved: str, resolve) -> str:
+    # Re-resolving the configured name works on another machine; the saved path is the fallback
+    # for a local directory that the config named relatively.
+    try:
+        return resolve(configured)
+    except UserError:
+        if os.path.isdir(saved):
+            return saved
+        raise
+
+
+def load_retriever_for(directory: str, config, manifest: Manifest) -> Any:
+    if not manifest.has_retrieval:
+        return None
+    from ludwig_llm.inference.retrieval import load_retriever
+
+    return load_retriever(os.path.join(directory, RETRIEVAL_DIR), config.prompt.retrieval)

@@ -1,0 +1,266 @@
+"""The `finetune` trainer: a supervised fine-tuning loop you can read top to bottom.
+
+A loop of our own rather than transformers.Trainer: it runs unchanged in one process or in every
+Ray Train worker (all it needs is a WorkerSession), resumes from an exact optimizer step, and
+batches by length, which the benchmark in benchmarks/train_throughput.py measures against Trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import List, Optional
+
+from ludwig_llm.trainers.checkpoint import LoopState, load_checkpoint, save_checkpoint, save_trainable_weights, load_trainable_weights
+
+LOWER_IS_BETTER = {"loss": True, "perplexity": True, "next_token_accuracy": False}
+
+
+@dataclass
+class FineTuneJob:
+    """Everything a worker needs; plain data so it can be shipped to Ray workers."""
+
+    config_dict: dict
+    base_model_path: str
+    train_rows: List[dict]
+    validation_rows: List[dict]
+    pad_token_id: int
+    save_model: bool = True
+    labels: Optional[List[str]] = None
+    retriever_directory: Optional[str] = None
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def global_batches(lengths: List[int], batch_size: int, seed: int, epoch: int, group_by_length: bool) -> List[List[int]]:
+    """The row indices of each global batch of one epoch: the same on every worker, different each epoch."""
+    import torch
+
+    if group_by_length:
+        from ludwig_llm.data.tokenize import length_grouped_sampler
+
+        sampler = length_grouped_sampler(lengths, batch_size, seed=seed)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+    else:
+        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def worker_share(batch: List[int], rank: int, world_size: int) -> List[int]:
+    return batch[rank::world_size]
+
+
+def steps_per_epoch(num_rows: int, trainer, world_size: int) -> int:
+    return math.ceil(math.ceil(num_rows / trainer.batch_size) / trainer.gradient_accumulation_steps)
+
+
+def autocast_context(precision: str, device):
+    """bf16/fp16 autocast on GPUs; fp32 on the CPU, where low-precision autocast is slower, not faster."""
+    import torch
+
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def run_finetune(job: FineTuneJob, session) -> dict:
+    """Train, evaluate, checkpoint and save; returns the training statistics."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ludwig_llm.data.tokenize import PaddingCollator
+    from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
+    from ludwig_llm.models.build import build_llm
+    from ludwig_llm.schema import load_config
+
+    config = load_config(job.config_dict)
+    trainer = config.trainer
+    seed_everything(trainer.seed)
+    device = session.device()
+
+    steps_in_epoch = steps_per_epoch(len(job.train_rows), trainer, session.world_size)
+    total_steps = trainer.max_steps or trainer.epochs * steps_in_epoch
+    epochs = math.ceil(total_steps / steps_in_epoch)
+    if config.adapter is not None and config.adapter.type == "adalora" and config.adapter.total_step is None:
+        config.adapter.total_step = total_steps
+
+    built = build_llm(config, for_training=True, base_model_path=job.base_model_path)
+    model = built.model
+    if not built.quantized:
+        model.to(device)
+    if config.model_parameters.neftune_noise_alpha > 0:
+        from transformers.integrations.neftune import activate_neftune
+
+        activate_neftune(model, config.model_parameters.neftune_noise_alpha)
+
+    from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
+
+    optimizer = build_optimizer(model, trainer)
+    scheduler = build_scheduler(optimizer, trainer, total_steps)
+    state = LoopState()
+    checkpoint = session.latest_checkpoint()
+    if checkpoint:
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+
+    train_model = model
+    if session.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    collate = PaddingCollator(job.pad_token_id, padding_side="right")
+    lengths = [len(row["input_ids"]) for row in job.train_rows]
+    autocast, scaler = autocast_context(trainer.precision, device)
+    accumulation = trainer.gradient_accumulation_steps
+    lower_is_better = LOWER_IS_BETTER[trainer.validation_metric]
+    per_worker_batch = math.ceil(trainer.batch_size / session.world_size)
+
+    def evaluate() -> dict:
+        return teacher_forced_metrics(model, job.validation_rows, batch_size=trainer.eval_batch_size, collate=collate,
+                                      device=device, autocast=autocast, rank=session.rank, world_size=session.world_size)
+
+    def checkpoint_now() -> None:
+        session.save_checkpoint(lambda d: save_checkpoint(d, model, optimizer, scheduler, state), state.step, {"step": state.step})
+
+    def after_evaluation(metrics: dict) -> bool:
+        """Record an evaluation; True when early stopping says stop."""
+        state.evaluations.append({"step": state.step, "epoch": state.epoch, "validation": metrics})
+        session.report({"step": state.step, **{f"validation_{k}": v for k, v in metrics.items()}})
+        value = metrics[trainer.validation_metric]
+        improved = state.best_metric is None or (value < state.best_metric if lower_is_better else value > state.best_metric)
+        if improved:
+            state.best_metric, state.best_step, state.evaluations_without_improvement = value, state.step, 0
+            if session.is_main:
+                save_trainable_weights(model, best_weights_path)
+        else:
+            state.evaluations_without_improvement += 1
+        return trainer.early_stop > 0 and state.evaluations_without_improvement >= trainer.early_stop
+
+    import tempfile
+
+    best_directory = tempfile.mkdtemp(prefix="ludwig_llm_best_")
+    best_weights_path = f"{best_directory}/best.safetensors"
+    progress = tqdm(total=total_steps, initial=state.step, desc="training", unit="step", disable=not session.is_main)
+    started = time.time()
+    stop = state.step >= total_steps
+    model.train()
+    while not stop and state.epoch < epochs:
+        batches = global_batches(lengths, trainer.batch_size, trainer.seed, state.epoch, trainer.group_by_length)
+        micro_batches = batches[state.micro_batches_done_in_epoch :]
+        running_loss, in_accumulation = 0.0, 0
+        for micro_index, batch in enumerate(micro_batches):
+            rows = [job.train_rows[i] for i in worker_share(batch, session.rank, session.world_size)]
+            inputs = {k: v.to(device) for k, v in collate(rows).items()}
+            last_of_step = in_accumulation + 1 == accumulation or micro_index + 1 == len(micro_batches)
+            # DDP all-reduces gradients only on the micro-batch that completes an optimizer step.
+            sync = contextlib.nullcontext() if last_of_step or session.world_size == 1 else train_model.no_sync()
+            with sync, autocast:
+                loss = train_model(**inputs).loss / accumulation
+            (scaler.scale(loss) if scaler else loss).backward()
+            running_loss += loss.item()
+            in_accumulation += 1
+            state.micro_batches_done_in_epoch += 1
+            if not last_of_step:
+                continue
+            if scaler:
+                scaler.unscale_(optimizer)
+            if trainer.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.max_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            _adalora_update(model, state.step)
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            # A partial accumulation at the end of an epoch is rescaled to a full step's weight.
+            step_loss = running_loss * accumulation / in_accumulation
+            running_loss, in_accumulation = 0.0, 0
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}", epoch=state.epoch)
+            if state.step % trainer.logging_steps == 0 or state.step == 1:
+                state.steps.append({"step": state.step, "epoch": state.epoch, "loss": step_loss,
+                                    "learning_rate": scheduler.get_last_lr()[0]})
+            end_of_epoch = state.micro_batches_done_in_epoch >= len(batches)
+            if end_of_epoch:
+                state.epoch += 1
+                state.micro_batches_done_in_epoch = 0
+            evaluate_now = job.validation_rows and (
+                (trainer.eval_steps and state.step % trainer.eval_steps == 0) or (not trainer.eval_steps and end_of_epoch)
+            )
+            if evaluate_now:
+                stop = after_evaluation(evaluate())
+                model.train()
+            if state.step >= total_steps:
+                stop = True
+            checkpoint_due = (trainer.checkpoint_steps and state.step % trainer.checkpoint_steps == 0) or (
+                not trainer.checkpoint_steps and end_of_epoch
+            )
+            if checkpoint_due or stop:
+                checkpoint_now()
+            if stop or end_of_epoch:
+                break
+    progress.close()
+
+    if job.validation_rows and state.best_step is not None and state.best_step != state.step and session.is_main:
+        load_trainable_weights(model, best_weights_path)
+    statistics = {
+        "steps": state.steps,
+        "evaluations": state.evaluations,
+        "best": {"step": state.best_step, trainer.validation_metric: state.best_metric, "metric": trainer.validation_metric},
+        "total_steps": state.step,
+        "epochs_completed": state.epoch,
+        "train_seconds": time.time() - started,
+    }
+    if job.save_model:
+        _save_final_model(job, config, model, built, session, statistics)
+    import shutil
+
+    shutil.rmtree(best_directory, ignore_errors=True)
+    return statistics
+
+
+def _adalora_update(model, step: int) -> None:
+    # AdaLoRA reallocates ranks between optimizer steps; other adapters have no such hook.
+    base = getattr(model, "base_model", None)
+    if hasattr(base, "update_and_allocate"):
+        base.update_and_allocate(step)
+
+
+def _save_final_model(job, config, model, built, session, statistics) -> None:
+    from ludwig_llm.models.bundle import save_model_directory
+
+    weights = "adapter" if config.adapter is not None else "full"
+    merge = bool(config.adapter and config.adapter.postprocessor.merge_adapter_into_base_model)
+    retriever = None
+    if job.retriever_directory:
+        from ludwig_llm.inference.retrieval import load_retriever
+
+        retriever = load_retriever(job.retriever_directory, config.prompt.retrieval)
+
+    def write(directory: str) -> None:
+        model.eval()
+        save_model_directory(directory, config=config, model=model, tokenizer=built.tokenizer,
+                             base_model_path=job.base_model_path, weights=weights, labels=job.labels,
+                             retriever=retriever, merge=merge, quantized=built.quantized)
+
+    session.save_model(write, {"step": statistics["total_steps"]})
