@@ -199,7 +199,8 @@ def _fields(cls, prefix: str, defaults: Dict[str, Any]) -> List[FieldDoc]:
     for name, field in schema_fields:
         dotted = prefix + name
         if isinstance(field, mm.Nested):
-            out.extend(_fields(_nested_class(field), dotted + ".", defaults.get(name, {})))
+            nested_class = CLASS_OF_SCHEMA[type(field.schema)]
+            out.extend(_fields(nested_class, dotted + ".", defaults.get(name, {})))
         else:
             out.append(_field_doc(dotted, field, defaults))
     return out
@@ -208,11 +209,6 @@ def _fields(cls, prefix: str, defaults: Dict[str, Any]) -> List[FieldDoc]:
 def _display_rank(name: str, field: marshmallow.fields.Field):
     first = {"name": 0, "type": 1}.get(name, 2)
     return first, -int(field.metadata.get("impact", Impact.MEDIUM))
-
-
-def _nested_class(field: mm.Nested):
-    schema = field.schema
-    return CLASS_OF_SCHEMA[type(schema)]
 
 
 def _field_doc(dotted: str, field: marshmallow.fields.Field, defaults: Dict[str, Any]) -> FieldDoc:

@@ -113,6 +113,7 @@ def apply_adapter(
     from peft import PeftModel, get_peft_model
 
     if pretrained_adapter_weights:
+        pretrained_adapter_weights = os.path.expanduser(pretrained_adapter_weights)
         _check_saved_adapter(pretrained_adapter_weights, adapter_type)
         if is_trainable and _is_prompt_learning(pretrained_adapter_weights):
             return _load_trainable_prompt_learning_adapter(model, pretrained_adapter_weights)
@@ -162,13 +163,12 @@ def _token():
 
 
 def _check_saved_adapter(adapter_path: str, adapter_type: str | None) -> None:
-    path = os.path.expanduser(adapter_path)
-    looks_local = adapter_path.startswith(("/", "./", "../", "~")) or os.path.exists(path)
+    looks_local = adapter_path.startswith(("/", "./", "../")) or os.path.exists(adapter_path)
     if not looks_local:
         return  # a Hub id: peft reports problems itself
-    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+    if not os.path.isfile(os.path.join(adapter_path, "adapter_config.json")):
         raise UserError(f"pretrained_adapter_weights {adapter_path} is not a saved adapter (no adapter_config.json).")
-    saved_type = saved_adapter_type(path)
+    saved_type = saved_adapter_type(adapter_path)
     if adapter_type is not None and saved_type and _normalize_type(adapter_type) != saved_type:
         raise UserError(
             f"The adapter in {adapter_path} is of type {saved_type!r}, but the config asks for {adapter_type!r}."
@@ -187,8 +187,10 @@ def merge_and_save(
 
     A quantized base is not merged into: its base model is reloaded
     unquantized in float32 and the adapter merged into that, so the result has
-    full-precision weights. Otherwise the merge happens in place and
-    ``peft_model`` must not be used afterwards.
+    full-precision weights and ``peft_model`` is left untouched. Otherwise the
+    merge happens in place (no second copy of the model in memory):
+    ``peft_model`` still computes the same outputs afterwards, but its adapter
+    layers are gone, so save the adapter *before* merging.
     """
     adapter_type = str(peft_model.peft_config[peft_model.active_adapter].peft_type.value).lower()
     if adapter_type in PROMPT_LEARNING_TYPES:

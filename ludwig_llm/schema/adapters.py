@@ -17,6 +17,8 @@ from ludwig_llm.schema.registry import adapter_registry
 class AdapterPostprocessorConfig(BaseConfig):
     """What happens to the adapter after training."""
 
+    title = "Adapter post-processing"
+
     merge_adapter_into_base_model: bool = option(
         False,
         "After training, merge the adapter weights into the base model and save the merged full model "
@@ -27,8 +29,22 @@ class AdapterPostprocessorConfig(BaseConfig):
     progressbar: bool = option(False, "Show a progress bar while merging.", impact=Impact.LOW)
 
 
+# Read on every adapter by the loader (`type`), the cross-field checks and the trainers.
+EVERY_ADAPTER_DECLARES = ("type", "pretrained_adapter_weights", "postprocessor")
+
+
 class BaseAdapterConfig(BaseConfig):
     """Fields every adapter type has. Subclasses add their method's own options."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = {name for klass in cls.__mro__ for name in vars(klass).get("__annotations__", {})}
+        missing = [name for name in EVERY_ADAPTER_DECLARES if name not in declared]
+        if missing:
+            raise TypeError(
+                f"adapter class {cls.__name__} must declare {', '.join(missing)} "
+                "(see LoraConfig: `pretrained_adapter_weights = _pretrained()`, `postprocessor = _postprocessor()`)."
+            )
 
     def peft_params(self) -> dict:
         """This adapter's method options (what goes to peft), without our own bookkeeping fields."""
@@ -80,12 +96,12 @@ class LoraConfig(BaseAdapterConfig):
     """
 
     title = "LoRA"
-    type: str = option("lora", "Adapter type.", choices=["lora"])
+    type: str = option("lora", "Adapter type.", choices=["lora"], impact=Impact.HIGH)
     r: int = option(8, "Rank of the update matrices; higher learns more and costs more memory.", min=1, impact=Impact.HIGH)
     alpha: int = option(
         16,
         "Scaling numerator (peft's `lora_alpha`): the update is scaled by `alpha / r`. Twice the rank "
-        "(not peft's 8) is the common fine-tuning choice and what Ludwig uses.",
+        "(not peft's 8) is the common fine-tuning choice: it keeps the update's scale stable when you change `r`.",
         min=1, impact=Impact.HIGH,
     )
     dropout: float = option(
@@ -109,7 +125,7 @@ class AdaloraConfig(BaseAdapterConfig):
     """Adaptive LoRA: starts at `init_r` and prunes each matrix's rank toward `target_r` by importance during training."""
 
     title = "AdaLoRA"
-    type: str = option("adalora", "Adapter type.", choices=["adalora"])
+    type: str = option("adalora", "Adapter type.", choices=["adalora"], impact=Impact.HIGH)
     init_r: int = option(12, "Initial rank of every matrix, before pruning.", min=1, impact=Impact.HIGH)
     target_r: int = option(8, "Target average rank after pruning.", min=1, impact=Impact.HIGH)
     alpha: int = option(16, "Scaling numerator (peft's `lora_alpha`), as in LoRA.", min=1)
@@ -137,7 +153,7 @@ class IA3Config(BaseAdapterConfig):
     """(IA)^3: learns vectors that rescale attention keys/values and feed-forward activations; very few parameters."""
 
     title = "IA3"
-    type: str = option("ia3", "Adapter type.", choices=["ia3"])
+    type: str = option("ia3", "Adapter type.", choices=["ia3"], impact=Impact.HIGH)
     target_modules: Optional[List[str]] = _target_modules()
     feedforward_modules: Optional[List[str]] = option(
         None, "Which of `target_modules` are feed-forward layers (scaled on their input); null uses peft's default.",
@@ -155,7 +171,7 @@ class PrefixTuningConfig(BaseAdapterConfig):
     """Prefix tuning: learns key/value vectors prepended in every attention layer."""
 
     title = "Prefix tuning"
-    type: str = option("prefix_tuning", "Adapter type.", choices=["prefix_tuning"])
+    type: str = option("prefix_tuning", "Adapter type.", choices=["prefix_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(20)
     prefix_projection: bool = option(False, "Produce the prefix through a small MLP, which trains more stably.", impact=Impact.MEDIUM)
     encoder_hidden_size: Optional[int] = option(None, "Hidden size of the prefix MLP; null uses the model's hidden size.", min=1, impact=Impact.LOW)
@@ -169,7 +185,7 @@ class PromptTuningConfig(BaseAdapterConfig):
     """Prompt tuning: learns embeddings of virtual tokens prepended to the input."""
 
     title = "Prompt tuning"
-    type: str = option("prompt_tuning", "Adapter type.", choices=["prompt_tuning"])
+    type: str = option("prompt_tuning", "Adapter type.", choices=["prompt_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
     prompt_tuning_init: str = option(
         "RANDOM", "Initialize the virtual tokens at random (`RANDOM`), from `prompt_tuning_init_text` (`TEXT`), or from sampled vocabulary (`SAMPLE_VOCAB`).",
@@ -189,12 +205,12 @@ class PTuningConfig(BaseAdapterConfig):
     """P-tuning: virtual token embeddings produced by a small prompt encoder (MLP or LSTM)."""
 
     title = "P-tuning"
-    type: str = option("p_tuning", "Adapter type.", choices=["p_tuning"])
+    type: str = option("p_tuning", "Adapter type.", choices=["p_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
-    encoder_reparameterization_type: str = option("MLP", "Prompt encoder architecture.", choices=["MLP", "LSTM"], impact=Impact.MEDIUM)
+    encoder_reparameterization_type: str = option("MLP", "Architecture of the prompt encoder that produces the virtual token embeddings: a two-layer `MLP` or a bidirectional `LSTM` followed by an MLP.", choices=["MLP", "LSTM"], impact=Impact.MEDIUM)
     encoder_hidden_size: Optional[int] = option(None, "Prompt encoder hidden size; null uses the model's hidden size.", min=1, impact=Impact.LOW)
-    encoder_num_layers: int = option(2, "Prompt encoder layers.", min=1, impact=Impact.LOW)
-    encoder_dropout: float = option(0.0, "Prompt encoder dropout.", min=0.0, max=1.0, impact=Impact.LOW)
+    encoder_num_layers: int = option(2, "Layers of the prompt encoder; more layers give it more capacity to reparameterize the virtual tokens.", min=1, impact=Impact.LOW)
+    encoder_dropout: float = option(0.0, "Dropout inside the prompt encoder, to regularize the virtual tokens on small datasets.", min=0.0, max=1.0, impact=Impact.LOW)
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
 
@@ -205,7 +221,7 @@ class LoHaConfig(BaseAdapterConfig):
     """Low-rank Hadamard product (LoHa): a higher-rank update from two low-rank pairs at LoRA's cost."""
 
     title = "LoHa"
-    type: str = option("loha", "Adapter type.", choices=["loha"])
+    type: str = option("loha", "Adapter type.", choices=["loha"], impact=Impact.HIGH)
     r: int = option(8, "Rank of each low-rank pair.", min=1, impact=Impact.HIGH)
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
     rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
@@ -222,7 +238,7 @@ class LoKrConfig(BaseAdapterConfig):
     """Low-rank Kronecker product (LoKr): the update is a Kronecker product of small matrices."""
 
     title = "LoKr"
-    type: str = option("lokr", "Adapter type.", choices=["lokr"])
+    type: str = option("lokr", "Adapter type.", choices=["lokr"], impact=Impact.HIGH)
     r: int = option(8, "Rank of the factorized matrices.", min=1, impact=Impact.HIGH)
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
     rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
@@ -241,7 +257,7 @@ class VeraConfig(BaseAdapterConfig):
     """Vector-based Random Matrix Adaptation (VeRA): shared frozen random matrices, only scaling vectors are learned."""
 
     title = "VeRA"
-    type: str = option("vera", "Adapter type.", choices=["vera"])
+    type: str = option("vera", "Adapter type.", choices=["vera"], impact=Impact.HIGH)
     r: int = option(256, "Rank of the shared random matrices; VeRA needs far higher ranks than LoRA.", min=1, impact=Impact.HIGH)
     vera_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)
     d_initial: float = option(0.1, "Initial value of the learned scaling vector d.", min=0.0, impact=Impact.LOW)

@@ -26,6 +26,8 @@ class LocalBackendConfig(BaseBackendConfig):
 class RayTrainerOptions(BaseConfig):
     """How Ray Train runs the fine-tuning workers."""
 
+    title = "Ray training workers"
+
     num_workers: int = option(1, "Training workers (processes); each holds a model replica or shard.", min=1, impact=Impact.HIGH)
     use_gpu: bool = option(False, "Give each worker a GPU.", impact=Impact.HIGH)
     resources_per_worker: Optional[Dict[str, float]] = option(
@@ -46,6 +48,8 @@ class RayTrainerOptions(BaseConfig):
 class RayProcessorOptions(BaseConfig):
     """How Ray Data runs batch prediction."""
 
+    title = "Ray prediction actors"
+
     num_actors: int = option(1, "Model replicas (actors) predicting in parallel.", min=1, impact=Impact.HIGH)
     num_gpus_per_actor: float = option(0.0, "GPUs given to each prediction actor.", min=0.0, impact=Impact.MEDIUM)
     num_cpus_per_actor: float = option(1.0, "CPUs given to each prediction actor.", min=0.0, min_inclusive=False, impact=Impact.LOW)
@@ -62,5 +66,5 @@ class RayBackendConfig(BaseBackendConfig):
     address: Optional[str] = option(
         None, "Ray cluster to connect to (e.g. `ray://head:10001`); null uses `RAY_ADDRESS`, else starts Ray locally.", impact=Impact.MEDIUM
     )
-    trainer: RayTrainerOptions = nested(RayTrainerOptions, "Training workers.", impact=Impact.HIGH)
-    processor: RayProcessorOptions = nested(RayProcessorOptions, "Batch prediction actors.")
+    trainer: RayTrainerOptions = nested(RayTrainerOptions, "How many Ray Train workers fine-tune the model, with which resources and distribution strategy.", impact=Impact.HIGH)
+    processor: RayProcessorOptions = nested(RayProcessorOptions, "How many Ray Data actors hold a model replica for batch prediction, and their resources.")

@@ -87,6 +87,13 @@ def prompt_template_is_safe_and_complete(config) -> Iterator[ConfigIssue]:
         yield ConfigIssue("prompt.template", "'prompt.task' is set, so the template must contain '{__task__}'.")
     if prompt.retrieval.type is not None and prompt_template.CONTEXT not in names:
         yield ConfigIssue("prompt.template", "retrieval is on, so the template must contain '{__context__}'.")
+    if prompt.task is None and prompt_template.TASK in names:
+        yield ConfigIssue("prompt.task", "the template uses '{__task__}', so 'prompt.task' must be set.")
+    if prompt.retrieval.type is None and prompt_template.CONTEXT in names:
+        yield ConfigIssue(
+            "prompt.retrieval.type",
+            "the template uses '{__context__}', which is filled by retrieval: set prompt.retrieval.type (random or semantic) and k.",
+        )
 
 
 @cross_field_check
@@ -115,4 +122,15 @@ def no_merge_into_4bit(config) -> Iterator[ConfigIssue]:
             "merging an adapter into a 4-bit base would round the merged weights to 4 bits and lose the training; "
             "keep the adapter separate, or train without 4-bit quantization.",
             True,
+        )
+
+
+@cross_field_check
+def generation_lengths_agree(config) -> Iterator[ConfigIssue]:
+    generation = config.generation
+    if generation.min_new_tokens > generation.max_new_tokens:
+        yield ConfigIssue(
+            "generation.min_new_tokens",
+            f"must not exceed generation.max_new_tokens ({generation.max_new_tokens}).",
+            generation.min_new_tokens,
         )

@@ -13,6 +13,8 @@ from ludwig_llm.schema.registry import input_feature_registry, output_feature_re
 class TextInputPreprocessing(BaseConfig):
     """How the rendered prompt is turned into tokens."""
 
+    title = "Prompt tokenization"
+
     max_sequence_length: Optional[int] = option(
         512,
         "Most tokens kept from the rendered prompt; longer prompts are cut from the left, so the end "
@@ -25,6 +27,8 @@ class TextInputPreprocessing(BaseConfig):
 @config_class
 class TextOutputPreprocessing(BaseConfig):
     """How the target text is turned into tokens."""
+
+    title = "Target tokenization"
 
     max_sequence_length: Optional[int] = option(
         256,

@@ -28,7 +28,9 @@ def _check_probabilities(value: List[float]) -> List[float]:
 class RandomSplitConfig(BaseSplitConfig):
     """Assigns each row to train, validation or test at random, with the given probabilities."""
 
-    type: str = option("random", "Split type.", choices=["random"])
+    title = "Random split"
+
+    type: str = option("random", "Split type.", choices=["random"], impact=Impact.HIGH)
     probabilities: List[float] = option(
         [0.8, 0.1, 0.1], "Fractions of rows for train, validation and test; they must sum to 1.",
         min=0.0, max=1.0, validate=_check_probabilities, impact=Impact.MEDIUM,
@@ -40,7 +42,9 @@ class RandomSplitConfig(BaseSplitConfig):
 class FixedSplitConfig(BaseSplitConfig):
     """Reads each row's split from a column: 0/1/2 or train/validation/test."""
 
-    type: str = option("fixed", "Split type.", choices=["fixed"])
+    title = "Fixed split"
+
+    type: str = option("fixed", "Split type.", choices=["fixed"], impact=Impact.HIGH)
     column: str = option("split", "Column holding the split of each row: 0 or `train`, 1 or `validation`, 2 or `test`.", impact=Impact.MEDIUM)
 
 

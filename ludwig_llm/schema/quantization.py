@@ -30,7 +30,7 @@ class FourBitQuantizationConfig(BaseQuantizationConfig):
     """4-bit weights (NF4 or FP4) with bitsandbytes: about a quarter of the 16-bit memory. With an adapter this is QLoRA."""
 
     title = "4-bit"
-    bits: int = option(4, "Bits per weight: 4 or 8.", choices=[4], impact=Impact.HIGH)
+    bits: int = option(4, "Bits per weight: 4 for this class (use `bits: 8` for LLM.int8()).", choices=[4], impact=Impact.HIGH)
     bnb_4bit_quant_type: str = option(
         "nf4", "4-bit data type: `nf4` (NormalFloat, best for normally distributed weights) or `fp4`.",
         choices=["nf4", "fp4"], impact=Impact.MEDIUM,
@@ -57,7 +57,7 @@ class EightBitQuantizationConfig(BaseQuantizationConfig):
     """8-bit weights with bitsandbytes' LLM.int8(): about half the 16-bit memory, outliers kept in 16 bits."""
 
     title = "8-bit"
-    bits: int = option(8, "Bits per weight: 4 or 8.", choices=[8], impact=Impact.HIGH)
+    bits: int = option(8, "Bits per weight: 8 for this class (use `bits: 4` for NF4/FP4 and QLoRA).", choices=[8], impact=Impact.HIGH)
     llm_int8_threshold: float = option(
         6.0, "Activations above this magnitude are outliers computed in 16 bits; lower is more accurate and slower.",
         min=0.0, impact=Impact.LOW,

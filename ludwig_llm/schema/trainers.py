@@ -19,19 +19,23 @@ VALIDATION_METRICS = ["loss", "perplexity", "next_token_accuracy"]
 class OptimizerConfig(BaseConfig):
     """The optimizer that updates trainable parameters."""
 
+    title = "Optimizer"
+
     type: str = option(
         "adamw",
         "`adamw` (torch AdamW), `adamw_8bit` and `paged_adamw_8bit` (bitsandbytes, less optimizer memory), or `sgd`.",
         choices=["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd"], impact=Impact.MEDIUM,
     )
     betas: List[float] = option([0.9, 0.999], "Adam's moment decay rates.", min=0.0, max=1.0, min_inclusive=True, max_inclusive=False, impact=Impact.LOW)
-    eps: float = option(1e-8, "Adam's denominator epsilon.", min=0.0, min_inclusive=False, impact=Impact.LOW)
+    eps: float = option(1e-8, "Small constant added to Adam's denominator for numerical stability; raise it (e.g. 1e-6) if fp16 training diverges.", min=0.0, min_inclusive=False, impact=Impact.LOW)
     momentum: float = option(0.0, "SGD momentum (only for `sgd`).", min=0.0, max=1.0, impact=Impact.LOW)
 
 
 @config_class
 class LearningRateSchedulerConfig(BaseConfig):
     """Learning-rate warm-up and decay over the training steps."""
+
+    title = "Learning-rate schedule"
 
     decay: str = option(
         "cosine", "Shape of the decay after warm-up: `cosine`, `linear` (both to zero at the last step) or `constant`.",
@@ -66,7 +70,7 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
         1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps * workers`.",
         min=1, impact=Impact.MEDIUM,
     )
-    optimizer: OptimizerConfig = nested(OptimizerConfig, "Optimizer settings.")
+    optimizer: OptimizerConfig = nested(OptimizerConfig, "The optimizer that updates the trainable weights (the adapter, or the whole model without one), and its settings.")
     learning_rate_scheduler: LearningRateSchedulerConfig = nested(LearningRateSchedulerConfig, "Warm-up and decay of the learning rate.")
     weight_decay: float = option(0.0, "Decoupled weight decay on trainable weights (not biases or norms).", min=0.0, impact=Impact.LOW)
     max_grad_norm: Optional[float] = option(1.0, "Clip the global gradient norm to this value; null turns clipping off.", min=0.0, min_inclusive=False, impact=Impact.LOW)

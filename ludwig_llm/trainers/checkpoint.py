@@ -17,6 +17,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 RNG_FILE = "rng.pt"
 STATE_FILE = "trainer_state.json"
+BEST_WEIGHTS_FILE = "best.safetensors"  # trainable weights of the best validation step so far
 
 
 @dataclass

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ludwig_llm.trainers.checkpoint import LoopState, load_checkpoint, save_checkpoint, save_trainable_weights, load_trainable_weights
+from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_checkpoint, save_checkpoint, save_trainable_weights, load_trainable_weights
 
 LOWER_IS_BETTER = {"loss": True, "perplexity": True, "next_token_accuracy": False}
 
@@ -114,10 +115,18 @@ def run_finetune(job: FineTuneJob, session) -> dict:
 
     optimizer = build_optimizer(model, trainer)
     scheduler = build_scheduler(optimizer, trainer, total_steps)
+    import shutil
+    import tempfile
+
+    best_directory = tempfile.mkdtemp(prefix="ludwig_llm_best_")
+    best_weights_path = os.path.join(best_directory, BEST_WEIGHTS_FILE)
     state = LoopState()
     checkpoint = session.latest_checkpoint()
     if checkpoint:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        # The best weights so far travel in the checkpoint: the interrupted run's temporary copy is gone.
+        if os.path.isfile(os.path.join(checkpoint, BEST_WEIGHTS_FILE)):
+            shutil.copyfile(os.path.join(checkpoint, BEST_WEIGHTS_FILE), best_weights_path)
 
     train_model = model
     if session.world_size > 1:
@@ -136,8 +145,13 @@ def run_finetune(job: FineTuneJob, session) -> dict:
         return teacher_forced_metrics(model, job.validation_rows, batch_size=trainer.eval_batch_size, collate=collate,
                                       device=device, autocast=autocast, rank=session.rank, world_size=session.world_size)
 
+    def write_checkpoint(directory: str) -> None:
+        save_checkpoint(directory, model, optimizer, scheduler, state)
+        if os.path.isfile(best_weights_path):
+            shutil.copyfile(best_weights_path, os.path.join(directory, BEST_WEIGHTS_FILE))
+
     def checkpoint_now() -> None:
-        session.save_checkpoint(lambda d: save_checkpoint(d, model, optimizer, scheduler, state), state.step, {"step": state.step})
+        session.save_checkpoint(write_checkpoint, state.step, {"step": state.step})
 
     def after_evaluation(metrics: dict) -> bool:
         """Record an evaluation; True when early stopping says stop."""
@@ -153,10 +167,6 @@ def run_finetune(job: FineTuneJob, session) -> dict:
             state.evaluations_without_improvement += 1
         return trainer.early_stop > 0 and state.evaluations_without_improvement >= trainer.early_stop
 
-    import tempfile
-
-    best_directory = tempfile.mkdtemp(prefix="ludwig_llm_best_")
-    best_weights_path = f"{best_directory}/best.safetensors"
     progress = tqdm(total=total_steps, initial=state.step, desc="training", unit="step", disable=not session.is_main)
     started = time.time()
     stop = state.step >= total_steps
@@ -222,7 +232,10 @@ def run_finetune(job: FineTuneJob, session) -> dict:
     progress.close()
 
     if job.validation_rows and state.best_step is not None and state.best_step != state.step and session.is_main:
-        load_trainable_weights(model, best_weights_path)
+        if os.path.isfile(best_weights_path):
+            load_trainable_weights(model, best_weights_path)
+        else:  # a checkpoint written before best weights were kept in checkpoints
+            print(f"the weights of the best step ({state.best_step}) were not saved; keeping those of step {state.step}.")
     statistics = {
         "steps": state.steps,
         "evaluations": state.evaluations,
@@ -233,8 +246,6 @@ def run_finetune(job: FineTuneJob, session) -> dict:
     }
     if job.save_model:
         _save_final_model(job, config, model, built, session, statistics)
-    import shutil
-
     shutil.rmtree(best_directory, ignore_errors=True)
     return statistics
 

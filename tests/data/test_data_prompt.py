@@ -60,7 +60,7 @@ def test_render_all_uses_the_retriever_for_context():
         def context_for(self, row):
             return f"example for {row['review']}"
 
-    cfg = config(template="{__context__}\n{__sample__}")
+    cfg = config(template="{__context__}\n{__sample__}", retrieval={"type": "random", "k": 1})
     df = pd.DataFrame([ROW, {**ROW, "review": "Dull"}])
     assert PromptRenderer(cfg, Retriever()).render_all(df) == ["example for Great film\nGreat film", "example for Dull\nDull"]
     with pytest.raises(ValueError, match="no retriever"):

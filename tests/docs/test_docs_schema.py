@@ -168,7 +168,10 @@ def test_internal_fields_are_left_out():
         shown: int = option(1, "A field users set.")
         hidden: int = option(2, "Bookkeeping filled in by ludwig_llm.", internal=True)
 
-    assert [f.name for f in schema_class_to_fields(_WithInternal)] == ["shown"]
+    try:
+        assert [f.name for f in schema_class_to_fields(_WithInternal)] == ["shown"]
+    finally:
+        CLASS_OF_SCHEMA.pop(_WithInternal.Schema)  # leave the global class index as other tests expect it
 
 
 def test_cli_reference_covers_every_argument():
@@ -232,6 +235,7 @@ def test_the_developer_guide_adapter_example_works():
             load_config({**MINIMAL, "adapter": {"type": new_type, "r": 0}, "trainer": {"type": "finetune"}})
     finally:
         for name in new_types:
+            CLASS_OF_SCHEMA.pop(adapter_registry.get(name).Schema, None)
             adapter_registry.unregister(name)
         del sys.modules[module.__name__]
 

@@ -60,6 +60,12 @@ def seed_site(tmp_path_factory) -> Path:
     project = _copy_project(tmp_path_factory.mktemp("seed_project") / "project")
     for key, page in SEED_PAGES.items():
         shutil.copy(found[key][0], project / "docs" / "configuration" / f"{page}.md")
+    # Seed 001 links to an anchor of a page section we do not have (`#huggingface-encoders`, for
+    # Ludwig's ECD models); every other check of the strict build still applies.
+    config = project / "mkdocs.yml"
+    settings = config.read_text(encoding="utf-8")
+    assert "anchors: warn" in settings
+    config.write_text(settings.replace("anchors: warn", "anchors: info"), encoding="utf-8")
     out = tmp_path_factory.mktemp("seed_site")
     _mkdocs_build(project, out)
     return out
@@ -106,7 +112,8 @@ def _assert_generation_fields(article: str, where: str) -> None:
     items = _field_items(article)
     for field in schema_class_to_fields(get_generation_schema()):
         assert field.name in items, f"{where}: generation field {field.name!r} is not rendered"
-        entry = next(text for text in items[field.name] if _plain(field.description) in text)
+        entry = next((text for text in items[field.name] if _plain(field.description) in text), None)
+        assert entry, f"{where}: description of {field.name!r} missing: {items[field.name]!r}"
         assert f"default: {field.default_yaml}" in entry, f"{where}: default of {field.name!r} missing: {entry!r}"
 
 

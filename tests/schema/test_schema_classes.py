@@ -277,3 +277,18 @@ def test_the_dummy_adapter_is_gone_after_the_test():
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         adapter_registry.register("lora")(object)
+
+
+def test_an_adapter_class_missing_a_field_every_adapter_needs_is_refused_when_defined():
+    """The checks and trainers read `pretrained_adapter_weights` and `postprocessor` on every adapter:
+    forgetting one fails at class definition, not with an AttributeError in the middle of a run."""
+    with pytest.raises(TypeError, match="must declare pretrained_adapter_weights, postprocessor"):
+
+        @adapter_registry.register("incomplete_test_adapter")
+        @config_class
+        class IncompleteAdapterConfig(BaseAdapterConfig):
+            """Lacks the shared fields."""
+
+            type: str = option("incomplete_test_adapter", "Adapter type.", choices=["incomplete_test_adapter"])
+
+    assert "incomplete_test_adapter" not in adapter_registry

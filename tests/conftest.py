@@ -1,0 +1,117 @@
+"""Shared fixtures.
+
+* Every test session gets its own ``LUDWIG_LLM_CACHE`` (an empty temporary directory), so the
+  encoded-dataset cache never leaks between sessions or into the user's ``~/.cache``. Its
+  ``models/`` entry is a symlink to the real, shared model cache: converting the bundled SmolLM2
+  GGUF takes minutes and its result depends only on the GGUF file, so every session reuses it.
+  ``os.environ`` is set (not a per-test monkeypatch), so subprocesses started by tests (the CLI)
+  see the same cache. Tests that set ``LUDWIG_LLM_CACHE`` themselves still can.
+* ``tiny_model_dir``: one tiny random Llama (``tests/tiny_models.py``) per session.
+* ``small_dataset`` / ``small_dataset_csv``: 40 rows of the quickstart's record-extraction task.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ludwig_llm.models import resolve
+
+CACHE_ENV = resolve.CACHE_ENV_VAR
+
+
+def _shared_model_cache() -> str:
+    """The model cache this session would use without the override (``$LUDWIG_LLM_CACHE/models`` or ``~/.cache``)."""
+    return resolve.default_cache_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """A per-session ``LUDWIG_LLM_CACHE`` whose ``models/`` is the shared model conversion cache."""
+    shared_models = _shared_model_cache()
+    os.makedirs(shared_models, exist_ok=True)
+    root = tmp_path_factory.mktemp("ludwig_llm_cache")
+    os.symlink(shared_models, root / "models", target_is_directory=True)
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    try:
+        yield root
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny random Llama model directory (2 layers, hidden size 64), built once per session."""
+    from tests.tiny_models import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny_model"))
+
+
+QUICKSTART_FIRST = ["Alice", "Bruno", "Chen", "Dana", "Elif", "Farid", "Grace", "Hugo"]
+QUICKSTART_CITIES = ["Paris", "Lagos", "Lima", "Oslo", "Kyoto", "Cairo"]
+
+
+def record_rows(count: int, seed: int = 0):
+    """``count`` rows of (sentence, record) in the quickstart's format, seeded."""
+    import random
+
+    rng = random.Random(seed)
+    patterns = ["{p} moved to {c} in {y}.", "In {y}, {p} relocated to {c}.", "{c} became home for {p} in {y}."]
+    rows = []
+    for _ in range(count):
+        person, city, year = rng.choice(QUICKSTART_FIRST), rng.choice(QUICKSTART_CITIES), rng.randint(1990, 2024)
+        rows.append({"sentence": rng.choice(patterns).format(p=person, c=city, y=year),
+                     "record": f"person={person} | city={city} | year={year}"})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def small_dataset():
+    """40 rows of the record-extraction task as a DataFrame (32 train / 4 validation / 4 test by default)."""
+    import pandas as pd
+
+    return pd.DataFrame(record_rows(40))
+
+
+@pytest.fixture(scope="session")
+def small_dataset_csv(small_dataset, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("small_dataset") / "data.csv"
+    small_dataset.to_csv(path, index=False)
+    return str(path)
+
+
+def tiny_config(base_model: str, **sections) -> dict:
+    """A finetune config dict for the tiny model on the small dataset; ``sections`` replace or extend parts."""
+    config = {
+        "model_type": "llm",
+        "base_model": base_model,
+        "input_features": [{"name": "sentence", "type": "text"}],
+        "output_features": [{"name": "record", "type": "text"}],
+        "prompt": {"template": "Sentence: {__sample__}\nRecord:"},
+        "adapter": {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.0},
+        "trainer": {"type": "finetune", "max_steps": 4, "batch_size": 8, "learning_rate": 0.005, "logging_steps": 1},
+        "generation": {"max_new_tokens": 8},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and not value.get("_replace", False):
+            config[key] = {**config[key], **value}
+        elif isinstance(value, dict):
+            config[key] = {k: v for k, v in value.items() if k != "_replace"}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def make_config(tiny_model_dir):
+    """``make_config(**sections)``: `tiny_config` on the session's tiny model."""
+
+    def build(**sections):
+        return tiny_config(tiny_model_dir, **sections)
+
+    return build
