@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each method, in alternating order")
     args = parser.parse_args()
 
     import torch
@@ -98,20 +99,30 @@ def main() -> None:
     generate(model, tokenizer, ids[:2], GenerationConfig(max_new_tokens=2), batch_size=2, progress=False)
     baseline(model, tokenizer, ids[:1], GenerationConfig(max_new_tokens=2))
 
-    start = time.perf_counter()
-    ours = generate(model, tokenizer, ids, generation, batch_size=args.batch_size, progress=False)
-    ours_s = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = baseline(model, tokenizer, ids, generation)
-    baseline_s = time.perf_counter() - start
+    runs = {
+        "ours": lambda: generate(model, tokenizer, ids, generation, batch_size=args.batch_size, progress=False),
+        "baseline": lambda: baseline(model, tokenizer, ids, generation),
+    }
+    seconds = {name: 0.0 for name in runs}
+    outputs = {}
+    # Alternating the order (AB, BA, ...) keeps a load change on a shared
+    # machine from favouring whichever method ran second.
+    for repeat in range(args.repeats):
+        for name in (["ours", "baseline"] if repeat % 2 == 0 else ["baseline", "ours"]):
+            start = time.perf_counter()
+            outputs[name] = runs[name]()
+            seconds[name] += time.perf_counter() - start
+    ours, theirs = outputs["ours"], outputs["baseline"]
+    rows = args.rows * args.repeats
+    ours_s, baseline_s = seconds["ours"], seconds["baseline"]
 
     lengths = sorted(len(row) for row in ids)
     agree = sum(a == b for a, b in zip(ours, theirs))
     print(f"model: {path}  device: {device}  dtype: {args.dtype}  torch threads: {torch.get_num_threads()}")
-    print(f"rows: {args.rows}  batch size: {args.batch_size}  max_new_tokens: {args.max_new_tokens}  "
+    print(f"rows: {args.rows} x {args.repeats} repeat(s)  batch size: {args.batch_size}  max_new_tokens: {args.max_new_tokens}  "
           f"prompt tokens: min {lengths[0]} / median {lengths[len(lengths) // 2]} / max {lengths[-1]}")
-    print(f"batched generate : {args.rows / ours_s:8.2f} rows/s  ({ours_s:.1f} s)")
-    print(f"one-row baseline : {args.rows / baseline_s:8.2f} rows/s  ({baseline_s:.1f} s)")
+    print(f"batched generate : {rows / ours_s:8.2f} rows/s  ({ours_s:.1f} s for {rows} rows)")
+    print(f"one-row baseline : {rows / baseline_s:8.2f} rows/s  ({baseline_s:.1f} s for {rows} rows)")
     print(f"speed-up (ours / baseline): {baseline_s / ours_s:.2f}x")
     print(f"outputs identical: {agree}/{args.rows} rows")
     for a, b in [(a, b) for a, b in zip(ours, theirs) if a != b][:3]:

@@ -231,7 +231,8 @@ class LudwigLLM:
 
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split)
-        predictions = predict_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size, retriever=loaded.retriever)
+        predictions = predict_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size, retriever=loaded.retriever,
+                                   model_directory=loaded.directory)
         directory = None
         if output_directory:
             directory = results.new_run_directory(output_directory, "predictions", "run")
@@ -246,7 +247,7 @@ class LudwigLLM:
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split)
         predictions, statistics = evaluate_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size,
-                                                retriever=loaded.retriever)
+                                                retriever=loaded.retriever, model_directory=loaded.directory)
         directory = write_into
         if directory is None and output_directory:
             directory = results.new_run_directory(output_directory, "evaluation", "run")

@@ -24,19 +24,19 @@ choose labels that are not prefixes of one another.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from ludwig_llm.errors import UserError
 
 
-def prompt_wants_space(tokenizer, prompt_ids: Sequence[int]) -> bool:
+def prompt_wants_space(tokenizer, prompt_ids: Sequence[int], special_ids: Optional[Set[int]] = None) -> bool:
     """Whether a label after this prompt starts with a space (see module docstring)."""
     if not prompt_ids:
         return False
     last = int(prompt_ids[-1])
-    if last in set(tokenizer.all_special_ids):
+    if last in (special_ids if special_ids is not None else set(tokenizer.all_special_ids)):
         return False
     tail = tokenizer.decode([last])
     return bool(tail) and not tail[-1].isspace()
@@ -63,6 +63,13 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> Dict[bool, List[List[in
     return variants
 
 
+def label_ids_per_row(tokenizer, prompt_ids: List[List[int]], labels: Sequence[str]) -> List[List[List[int]]]:
+    """For each prompt, the token ids of every label as they would follow that prompt."""
+    variants = label_token_ids(tokenizer, labels)
+    special_ids = set(tokenizer.all_special_ids)
+    return [variants[prompt_wants_space(tokenizer, ids, special_ids)] for ids in prompt_ids]
+
+
 def _accepts_logits_to_keep(model) -> bool:
     import inspect
 
@@ -70,7 +77,9 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def _pair_log_likelihoods(model, sequences: List[Tuple[List[int], List[int]]], pad_id: int, device) -> List[float]:
+def _pair_log_likelihoods(
+    model, sequences: List[Tuple[List[int], List[int]]], pad_id: int, device, logits_to_keep: bool
+) -> List[float]:
     """Summed label log-probabilities for one batch of (prompt, label) pairs, in one forward pass."""
     import torch
 
@@ -82,7 +91,7 @@ def _pair_log_likelihoods(model, sequences: List[Tuple[List[int], List[int]]], p
     input_ids, attention_mask = left_pad([prompt + label for prompt, label in sequences], pad_id, device)
     label_width = max(len(label) for _, label in sequences)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    kwargs = {"logits_to_keep": label_width + 1} if _accepts_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": label_width + 1} if logits_to_keep else {}
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **kwargs).logits
     logits = logits[:, -(label_width + 1):-1].float()
     targets = input_ids[:, -label_width:]
@@ -105,20 +114,18 @@ def label_log_likelihoods(
         raise UserError("Cannot score an empty label set.")
     if any(len(ids) == 0 for ids in prompt_ids):
         raise UserError("Cannot score labels after an empty prompt; every row needs at least one prompt token.")
-    variants = label_token_ids(tokenizer, labels)
     pairs = []  # (row, label index, prompt ids, label ids): one sequence per pair
-    for row, ids in enumerate(prompt_ids):
-        label_ids = variants[prompt_wants_space(tokenizer, ids)]
+    for row, (ids, label_ids) in enumerate(zip(prompt_ids, label_ids_per_row(tokenizer, prompt_ids, labels))):
         pairs.extend((row, j, ids, label_ids[j]) for j in range(len(labels)))
 
     scores = np.zeros((len(prompt_ids), len(labels)), dtype=np.float64)
-    pad_id, device = pad_token_id(tokenizer), model_device(model)
+    pad_id, device, keep = pad_token_id(tokenizer), model_device(model), _accepts_logits_to_keep(model)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), tqdm(total=len(pairs), desc="Scoring labels", unit="pair", disable=not progress) as bar:
             for batch in length_sorted_batches([len(p[2]) + len(p[3]) for p in pairs], batch_size):
-                values = _pair_log_likelihoods(model, [(pairs[i][2], pairs[i][3]) for i in batch], pad_id, device)
+                values = _pair_log_likelihoods(model, [(pairs[i][2], pairs[i][3]) for i in batch], pad_id, device, keep)
                 for i, value in zip(batch, values):
                     scores[pairs[i][0], pairs[i][1]] = value
                 bar.update(len(batch))
@@ -147,9 +154,7 @@ def score_labels(
         return np.zeros((0, len(labels)))
     scores = label_log_likelihoods(model, tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
     if length_normalize:
-        variants = label_token_ids(tokenizer, labels)
-        for row, ids in enumerate(prompt_ids):
-            scores[row] /= np.array([len(t) for t in variants[prompt_wants_space(tokenizer, ids)]])
+        scores /= np.array([[len(ids) for ids in row] for row in label_ids_per_row(tokenizer, prompt_ids, labels)])
     return softmax(scores)
 
 

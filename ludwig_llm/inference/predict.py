@@ -32,21 +32,32 @@ def _model_inputs(config, built, df, retriever):
     return prompts, encode_prompts(prompts, built.tokenizer, config)
 
 
-def predict_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None):
-    """A DataFrame of predictions, one row per input row, in the input's order."""
+def predict_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None,
+                 model_directory: Optional[str] = None):
+    """A DataFrame of predictions, one row per input row, in the input's order.
+
+    With `model_directory` (where `built` was loaded from) and `backend.type: ray`, the model runs on Ray actors.
+    """
     _, prompt_ids = _model_inputs(config, built, df, retriever)
-    return _predict_from_ids(config, manifest, built, prompt_ids, batch_size or config.trainer.eval_batch_size)
+    return _predict_from_ids(config, manifest, built, prompt_ids, batch_size or config.trainer.eval_batch_size,
+                             model_directory=model_directory)
 
 
-def _predict_from_ids(config, manifest, built, prompt_ids, batch_size):
+def _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory: Optional[str] = None,
+                      progress: bool = True):
     import pandas as pd
 
+    if model_directory is not None and config.backend.type == "ray":
+        # Same prompts and token ids as here; the Ray Data actors run this function (without model_directory).
+        from ludwig_llm.backends.ray import RayBackend
+
+        return RayBackend(config).predict_rows(model_directory, prompt_ids, batch_size)
     feature = config.output_feature
     if feature.type == "category":
         from ludwig_llm.inference.label_scoring import score_labels
 
         labels = manifest.labels or list(feature.vocab or [])
-        probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size)
+        probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
         best = probabilities.argmax(axis=1)
         columns = {
             f"{feature.name}_predictions": [labels[i] for i in best],
@@ -57,19 +68,20 @@ def _predict_from_ids(config, manifest, built, prompt_ids, batch_size):
         return pd.DataFrame(columns)
     from ludwig_llm.inference.generation import generate
 
-    texts = generate(built.model, built.tokenizer, prompt_ids, config.generation, batch_size=batch_size)
+    texts = generate(built.model, built.tokenizer, prompt_ids, config.generation, batch_size=batch_size, progress=progress)
     return pd.DataFrame({f"{feature.name}_response": texts})
 
 
-def evaluate_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None) -> Tuple[object, dict]:
-    """(predictions, statistics) against the targets in the output feature's column."""
+def evaluate_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None,
+                  model_directory: Optional[str] = None) -> Tuple[object, dict]:
+    """(predictions, statistics) against the targets in the output feature's column (predictions as in `predict_rows`)."""
     feature = config.output_feature
     column = feature.column_name()
     if column not in df.columns:
         raise UserError(f"cannot evaluate: the dataset has no column '{column}' (output feature '{feature.name}').")
     batch_size = batch_size or config.trainer.eval_batch_size
     prompts, prompt_ids = _model_inputs(config, built, df, retriever)
-    predictions = _predict_from_ids(config, manifest, built, prompt_ids, batch_size)
+    predictions = _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory=model_directory)
     targets = ["" if v is None else str(v) for v in df[column].tolist()]
     if feature.type == "category":
         from ludwig_llm.metrics.category import category_metrics

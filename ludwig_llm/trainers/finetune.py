@@ -204,6 +204,8 @@ def run_finetune(job: FineTuneJob, session) -> dict:
             state.step += 1
             # A partial accumulation at the end of an epoch is rescaled to a full step's weight.
             step_loss = running_loss * accumulation / in_accumulation
+            if session.world_size > 1:  # each worker saw its share: log the mean, which is what DDP optimized
+                step_loss = _mean_over_workers(step_loss, device)
             running_loss, in_accumulation = 0.0, 0
             progress.update(1)
             progress.set_postfix(loss=f"{step_loss:.4f}", epoch=state.epoch)
@@ -248,6 +250,16 @@ def run_finetune(job: FineTuneJob, session) -> dict:
         _save_final_model(job, config, model, built, session, statistics)
     shutil.rmtree(best_directory, ignore_errors=True)
     return statistics
+
+
+def _mean_over_workers(value: float, device) -> float:
+    """The mean of a per-worker number over all workers of the process group."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.item() / dist.get_world_size()
 
 
 def _adalora_update(model, step: int) -> None:

@@ -12,7 +12,6 @@ from ludwig_llm.inference.generation import (
     to_generation_kwargs,
 )
 from ludwig_llm.schema.generation import GenerationConfig
-from tests.tiny_models import make_tiny_llama
 
 PROMPTS = [
     "Hi",
@@ -34,8 +33,8 @@ def load(directory):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return load(make_tiny_llama(tmp_path_factory.mktemp("tiny_llama_generation")))
+def tiny(tiny_model_dir):
+    return load(tiny_model_dir)
 
 
 def reference_generate(model, tokenizer, prompt_ids, **generate_kwargs):

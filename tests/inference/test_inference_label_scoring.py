@@ -12,7 +12,6 @@ from ludwig_llm.inference.label_scoring import (
     prompt_wants_space,
     score_labels,
 )
-from tests.tiny_models import make_tiny_llama
 
 LABELS = ["positive", "negative", "neutral sentiment", "no"]
 PROMPTS = [
@@ -24,10 +23,10 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = make_tiny_llama(tmp_path_factory.mktemp("tiny_llama_labels"))
+    directory = tiny_model_dir
     return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(directory)
 
 

@@ -90,8 +90,8 @@ def test_kbit_training_setup_sends_gradients_to_every_adapter_weight(bits, gradi
     assert getattr(model.get_base_model(), f"is_loaded_in_{bits}bit")
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name for name in trainable)
-    # two layers x q_proj and v_proj (peft's default targets for Llama) x A and B
-    assert len(trainable) == 2 * 2 * 2
+    # two layers x seven linear layers x A and B
+    assert len(trainable) == 2 * 7 * 2
     frozen_before = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
 
     model.train()
