@@ -88,11 +88,11 @@ def small_dataset_csv(small_dataset, tmp_path_factory) -> str:
 TINY_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def tiny_config(base_model: str, **sections) -> dict:
+def tiny_config(model_dir: str, /, **sections) -> dict:
     """A finetune config dict for the tiny model on the small dataset; ``sections`` replace or extend parts."""
     config = {
         "model_type": "llm",
-        "base_model": base_model,
+        "base_model": model_dir,
         "input_features": [{"name": "sentence", "type": "text"}],
         "output_features": [{"name": "record", "type": "text"}],
         "prompt": {"template": "Sentence: {__sample__}\nRecord:"},
@@ -119,3 +119,49 @@ def make_config(tiny_model_dir):
         return tiny_config(tiny_model_dir, **sections)
 
     return build
+
+
+# ------------------------------------------------------------------ the model at the end of training
+
+
+def greedy_tokens(model, tokenizer, prompts, max_new_tokens=8):
+    """Greedy continuations (new token ids) of each prompt, one prompt at a time (no padding)."""
+    import torch
+
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt")
+            generated = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            outputs.append(generated[0, ids["input_ids"].shape[1]:].tolist())
+    return outputs
+
+
+def prompt_logits(model, tokenizer, prompt):
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return model(**tokenizer(prompt, return_tensors="pt")).logits
+
+
+def capture_in_memory_generations(monkeypatch, prompts, max_new_tokens=8) -> dict:
+    """Record, just before the trained model is saved, its greedy generations and its logits on ``prompts[0]``.
+
+    Returns the dict that is filled in (``tokens``, ``logits``) once training ends.
+    """
+    import ludwig_llm.models.bundle as bundle
+
+    captured = {}
+    original = bundle.save_model_directory
+
+    def save_and_capture(directory, *, model, tokenizer, **kwargs):
+        if model is not None:
+            captured["tokens"] = greedy_tokens(model, tokenizer, prompts, max_new_tokens)
+            captured["logits"] = prompt_logits(model, tokenizer, prompts[0])
+        return original(directory, model=model, tokenizer=tokenizer, **kwargs)
+
+    monkeypatch.setattr(bundle, "save_model_directory", save_and_capture)
+    return captured

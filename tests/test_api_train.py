@@ -15,6 +15,7 @@ import yaml
 from ludwig_llm.api import LudwigLLM
 from ludwig_llm.errors import UserError
 from ludwig_llm.results import DESCRIPTION, MODEL_DIR, TRAINING_STATISTICS
+from tests.conftest import capture_in_memory_generations, greedy_tokens as greedy, prompt_logits as _logits
 
 PROMPTS = ["Sentence: Alice moved to Paris in 1999.\nRecord:", "Sentence: In 2004, Hugo relocated to Lima.\nRecord:"]
 
@@ -31,42 +32,6 @@ def snapshot(directory) -> dict:
             path = os.path.join(root, name)
             found[os.path.relpath(path, directory)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
     return found
-
-
-def greedy(model, tokenizer, prompts, max_new_tokens=8):
-    """Greedy continuations (new token ids) of each prompt, one prompt at a time (no padding)."""
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt")
-            generated = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            outputs.append(generated[0, ids["input_ids"].shape[1]:].tolist())
-    return outputs
-
-
-def capture_in_memory_generations(monkeypatch, prompts, max_new_tokens=8):
-    """Greedy generations of the model at the end of training, taken just before it is saved."""
-    import ludwig_llm.models.bundle as bundle
-
-    captured = {}
-    original = bundle.save_model_directory
-
-    def save_and_capture(directory, *, model, tokenizer, **kwargs):
-        if model is not None:
-            captured["tokens"] = greedy(model, tokenizer, prompts, max_new_tokens)
-            captured["logits"] = _logits(model, tokenizer, prompts[0])
-        return original(directory, model=model, tokenizer=tokenizer, **kwargs)
-
-    monkeypatch.setattr(bundle, "save_model_directory", save_and_capture)
-    return captured
-
-
-def _logits(model, tokenizer, prompt):
-    model.eval()
-    with torch.no_grad():
-        return model(**tokenizer(prompt, return_tensors="pt")).logits
 
 
 # ------------------------------------------------------------------ run directories

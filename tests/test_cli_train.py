@@ -133,7 +133,7 @@ def _checkpoint_steps(run_dir) -> list:
 def test_killed_training_resumes_from_its_last_checkpoint(make_config, small_dataset_csv, tmp_path):
     """SIGKILL after the first checkpoint, then `--resume`: training continues from that step, finishes,
     and keeps what the killed run wrote (config, checkpoints, the steps logged before the kill)."""
-    total = 40
+    total = 16
     config = write_config(tmp_path, make_config(trainer={"max_steps": total, "batch_size": 4, "checkpoint_steps": 2,
                                                          "checkpoints_to_keep": 100, "logging_steps": 1}))
     out = tmp_path / "out"

@@ -124,7 +124,8 @@ def actor_resources(options) -> Dict[str, float]:
 
 
 def check_cluster_resources(what: str, count: int, per_unit: Dict[str, float], cluster: Optional[Dict[str, float]] = None,
-                            nodes: Optional[List[Dict[str, float]]] = None, autoscaling: bool = False) -> None:
+                            nodes: Optional[List[Dict[str, float]]] = None, autoscaling: bool = False,
+                            settings: str = "the backend section") -> None:
     """Raise a UserError when `count` units of `per_unit` resources can never be placed on the cluster.
 
     `cluster` is the cluster's total (or, on an autoscaling cluster, the most it can grow to) and `nodes`
@@ -139,13 +140,13 @@ def check_cluster_resources(what: str, count: int, per_unit: Dict[str, float], c
         if needed > available + 1e-9:
             raise UserError(
                 f"{what} asks for {count} × {{{unit}}} = {_number(needed)} {name}, but the Ray cluster has "
-                f"{_number(available)} {name} in all ({_describe(cluster)}). Lower the count or the resources "
-                f"per {what.split()[-1]} in the backend section, or use a larger cluster."
+                f"{_number(available)} {name} in all ({_describe(cluster)}). Ask for less in {settings}, "
+                f"or use a larger cluster."
             )
     if nodes and not autoscaling and not any(all(node.get(k, 0.0) + 1e-9 >= v for k, v in per_unit.items()) for node in nodes):
         raise UserError(
-            f"{what}: one unit needs {{{unit}}}, but no node of the Ray cluster has that much "
-            f"(nodes: {'; '.join(_describe(n) for n in nodes)})."
+            f"{what}: each of the {count} needs {{{unit}}}, but no node of the Ray cluster has that much "
+            f"(nodes: {'; '.join(_describe(n) for n in nodes)}). Ask for less in {settings}."
         )
 
 
@@ -202,7 +203,8 @@ class RayBackend:
             )
         connect(self.options.address)
         resources = worker_resources(trainer_options)
-        check_cluster_resources("training", trainer_options.num_workers, resources)
+        check_cluster_resources("training", trainer_options.num_workers, resources,
+                                settings="backend.trainer (num_workers, use_gpu, resources_per_worker)")
 
         run_directory = os.path.abspath(run_directory)
         storage = os.path.join(run_directory, RAY_DIR)
@@ -252,7 +254,8 @@ class RayBackend:
 
         options = self.options.processor
         connect(self.options.address)
-        check_cluster_resources("batch prediction", options.num_actors, actor_resources(options))
+        check_cluster_resources("batch prediction", options.num_actors, actor_resources(options),
+                                settings="backend.processor (num_actors, num_cpus_per_actor, num_gpus_per_actor)")
 
         # One block per batch: every actor call gets exactly `options.batch_size` rows (the last fewer).
         blocks = [pd.DataFrame({ROW_COLUMN: range(start, min(start + options.batch_size, len(prompt_ids))),

@@ -35,7 +35,8 @@ class RayTrainerOptions(BaseConfig):
         impact=Impact.MEDIUM,
     )
     strategy: str = option(
-        "ddp", "Distribution strategy: `ddp` (replica per worker), `fsdp` (shard parameters) or `deepspeed` (ZeRO).",
+        "ddp", "Distribution strategy: `ddp` (a model replica per worker, gradients averaged). `fsdp` (sharded parameters) and "
+        "`deepspeed` (ZeRO) are reserved names: the training loop does not shard models yet, so a run asking for them is refused at start.",
         choices=["ddp", "fsdp", "deepspeed"], impact=Impact.MEDIUM,
     )
     max_failures: int = option(

@@ -64,10 +64,13 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
         2e-4, "Peak learning rate. 1e-4 to 3e-4 suits LoRA; full fine-tuning usually wants 1e-5 to 5e-5.",
         min=0.0, min_inclusive=False, impact=Impact.HIGH,
     )
-    batch_size: int = option(4, "Rows per forward pass on each worker.", min=1, impact=Impact.HIGH)
+    batch_size: int = option(
+        4, "Rows per forward pass. With several Ray workers the rows are shared among them (each takes `batch_size / workers`), "
+        "so the optimizer sees the same batch whatever the number of workers.", min=1, impact=Impact.HIGH)
     eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
     gradient_accumulation_steps: int = option(
-        1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps * workers`.",
+        1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps` rows, "
+        "whatever the number of workers.",
         min=1, impact=Impact.MEDIUM,
     )
     optimizer: OptimizerConfig = nested(OptimizerConfig, "The optimizer that updates the trainable weights (the adapter, or the whole model without one), and its settings.")
