@@ -200,7 +200,7 @@ def run_baseline(args) -> dict:
         output_dir=os.path.join("/tmp", f"train_throughput_baseline_{os.getpid()}"),
         per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=math.ceil(0.03 * args.steps), weight_decay=0.0, max_grad_norm=1.0,
-        logging_steps=1, save_strategy="no", report_to=[], seed=args.seed, group_by_length=False,
+        logging_steps=1, save_strategy="no", report_to=[], seed=args.seed, train_sampling_strategy="random",
         dataloader_num_workers=0, use_cpu=not cuda, bf16=bf16, disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset,

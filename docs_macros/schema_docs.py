@@ -7,7 +7,6 @@ the pages cannot drift from what the loader accepts.
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 from typing import Any, Dict, Iterable, List, Optional
 
 import marshmallow
@@ -15,7 +14,7 @@ import yaml
 from marshmallow import fields as mm
 
 from ludwig_llm.schema import llm  # noqa: F401  (importing the top-level config fills every registry)
-from ludwig_llm.schema.base import CLASS_OF_SCHEMA
+from ludwig_llm.schema.base import CLASS_OF_SCHEMA, dumped_defaults
 from ludwig_llm.schema.fields import Choice, Impact, Range, TypedUnion
 from ludwig_llm.schema.generation import GenerationConfig
 from ludwig_llm.schema.model_parameters import ModelParametersConfig
@@ -270,19 +269,8 @@ def type_label(field: marshmallow.fields.Field) -> str:
 
 
 def class_defaults(cls) -> Dict[str, Any]:
-    """The class's defaults in config form (as `to_dict()` writes them); required fields are absent.
-
-    Built from the dataclass defaults rather than by loading, because classes with required fields
-    (features need a `name`) cannot be loaded from an empty mapping.
-    """
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            values[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            values[f.name] = f.default_factory()
-    # marshmallow skips attributes the object lacks, which is how required fields stay out.
-    return cls.Schema().dump(SimpleNamespace(**values))
+    """The class's defaults in config form; required fields are absent."""
+    return dumped_defaults(cls)
 
 
 def config_yaml(cls, parent: Optional[str] = None, updates: Optional[Dict[str, Any]] = None, in_list: bool = False) -> str:

@@ -102,7 +102,8 @@ class LudwigLLM:
                 statistics = {"steps": [], "evaluations": [], "note": "trainer 'none': no parameters were updated"}
                 if not skip_save_model:
                     save_untrained_model(config, run_directory=run_directory, tokenizer=tokenizer,
-                                         base_model_path=base_model_path, labels=labels, retriever=retriever)
+                                         base_model_path=base_model_path, labels=labels, retriever=retriever,
+                                         label_counts=self._label_counts(data.splits))
         timings["training"] = time.time() - training_started
         statistics["preprocessing"] = data.stats
         results.write_json(os.path.join(run_directory, results.TRAINING_STATISTICS), statistics)
@@ -195,6 +196,15 @@ class LudwigLLM:
                             f"column '{column}'; a category needs at least 2 (or set output_features[0].vocab).")
         return labels
 
+    def _label_counts(self, splits) -> Optional[Dict[str, int]]:
+        """{label: rows} of a category's training split, in order of first appearance (for the majority baseline)."""
+        from collections import Counter
+
+        feature = self.config.output_feature
+        if feature.type != "category":
+            return None
+        return dict(Counter(str(v) for v in splits.train[feature.column_name()].dropna()))
+
     def _evaluate_test_split(self, config, run_directory, data, skip_save_model, timings):
         if skip_save_model:
             return None
@@ -245,7 +255,7 @@ class LudwigLLM:
         from ludwig_llm.inference.predict import evaluate_rows, select_split, write_predictions
 
         loaded = self._require_loaded()
-        df = select_split(self.config, dataset, split)
+        df = select_split(self.config, dataset, split, need_targets=True, manifest=loaded.manifest)
         predictions, statistics = evaluate_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size,
                                                 retriever=loaded.retriever, model_directory=loaded.directory)
         directory = write_into

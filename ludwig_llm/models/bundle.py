@@ -38,7 +38,8 @@ class Manifest:
 
 def save_model_directory(directory: str, *, config, model, tokenizer, base_model_path: str, weights: str,
                          labels: Optional[List[str]] = None, retriever=None, merge: bool = False,
-                         quantized: bool = False) -> None:
+                         quantized: bool = False, extra: Optional[dict] = None) -> None:
+    """Write a model directory (see the module docstring); ``extra`` is stored in the manifest as is."""
     from ludwig_llm.models.adapters import merge_and_save
 
     os.makedirs(directory, exist_ok=True)
@@ -53,7 +54,7 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     if merge and weights == "adapter":
         merge_and_save(getattr(model, "module", model), os.path.join(directory, MERGED_DIR), quantized=quantized, tokenizer=tokenizer)
     manifest = Manifest(weights=weights, base_model=base_model_path, labels=labels, has_retrieval=retriever is not None,
-                        merged=merge and weights == "adapter")
+                        merged=merge and weights == "adapter", extra=dict(extra or {}))
     write_json(os.path.join(directory, MANIFEST_FILE), manifest.__dict__)
 
 

@@ -58,16 +58,25 @@ def config_class(cls):
 CLASS_OF_SCHEMA: Dict[type, type] = {}
 
 
-def _check_defaults(cls) -> None:
+def dumped_defaults(cls) -> Dict[str, Any]:
+    """The class's defaults in config form (as `to_dict()` writes them); required fields are absent.
+
+    Built from the dataclass defaults rather than by loading, because a class with required fields
+    (features need a `name`) cannot be loaded from an empty mapping; marshmallow's dump skips the
+    attributes the object lacks, which keeps required fields out.
+    """
     defaults = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
             defaults[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             defaults[f.name] = f.default_factory()
+    return cls.Schema().dump(_Attrs(defaults))
+
+
+def _check_defaults(cls) -> None:
     schema = cls.Schema()
-    dumped = schema.dump(_Attrs(defaults))
-    errors = schema.validate(dumped, partial=True)
+    errors = schema.validate(dumped_defaults(cls), partial=True)
     if errors:
         raise TypeError(f"{cls.__name__} has defaults that break its own rules: {errors}")
 
