@@ -30,18 +30,6 @@ STEPS = 6  # 32 training rows, batch 8: one epoch and a half
 RAY_BACKEND = {"type": "ray", "trainer": {"num_workers": 2}, "processor": {"num_actors": 2, "batch_size": 4}}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING",
-             object_store_memory=256 * 1024 * 1024, runtime_env={"worker_process_setup_hook": ray_backend.quiet_ray_logs})
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def train_config(make_config, backend=None):
     config = make_config(trainer={"max_steps": STEPS, "checkpoint_steps": 2, "checkpoints_to_keep": 2})
     if backend:

@@ -23,18 +23,6 @@ from ludwig_llm.backends.session import list_checkpoints  # noqa: E402
 STEPS = 6
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING",
-             object_store_memory=256 * 1024 * 1024, runtime_env={"worker_process_setup_hook": ray_backend.quiet_ray_logs})
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def config_for(make_config, max_failures: int) -> dict:
     config = make_config(trainer={"max_steps": STEPS, "checkpoint_steps": 2, "checkpoints_to_keep": 2})
     config["backend"] = {"type": "ray", "trainer": {"num_workers": 2, "max_failures": max_failures}}

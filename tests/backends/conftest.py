@@ -1,0 +1,23 @@
+"""A local Ray cluster shared by the tests of one module, shut down at its end."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ludwig_llm.backends import ray as ray_backend  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING",
+             object_store_memory=256 * 1024 * 1024, runtime_env={"worker_process_setup_hook": ray_backend.quiet_ray_logs})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
