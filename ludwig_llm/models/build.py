@@ -36,10 +36,6 @@ def quantization_options(config) -> Optional[dict]:
     if config.quantization is None:
         return None
     options = {k: v for k, v in config.quantization.bnb_params().items() if v is not None}
-    # The schema's default storage type is bitsandbytes' own default; leaving it out keeps every 4-bit
-    # config loadable by loaders that do not know this option (any other value is still passed on).
-    if options.get("bnb_4bit_quant_storage") == "uint8":
-        del options["bnb_4bit_quant_storage"]
     if "bnb_4bit_compute_dtype" in options:
         options["bnb_4bit_compute_dtype"] = compute_dtype_name(options["bnb_4bit_compute_dtype"])
     return options

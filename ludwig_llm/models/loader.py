@@ -19,6 +19,7 @@ QUANTIZATION_KEYS = {
     "bnb_4bit_quant_type",
     "bnb_4bit_use_double_quant",
     "bnb_4bit_compute_dtype",
+    "bnb_4bit_quant_storage",
     "llm_int8_threshold",
     "llm_int8_has_fp16_weight",
     "llm_int8_skip_modules",
