@@ -34,8 +34,9 @@ setup(
     ],
     extras_require={
         "ray": ["ray[train,data]>=2.50"],
+        "deepspeed": ["ray[train,data]>=2.50", "deepspeed>=0.16"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-macros-plugin>=1.3", "jinja2>=3.1"],
-        "test": ["pytest>=8", "jsonschema>=4", "ray[train,data]>=2.50", "mkdocs>=1.6", "mkdocs-material>=9.5",
+        "test": ["pytest>=8", "jsonschema>=4", "ray[train,data]>=2.50", "deepspeed>=0.16", "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocs-macros-plugin>=1.3", "jinja2>=3.1"],
     },
     entry_points={"console_scripts": ["ludwig_llm=ludwig_llm.cli:main"]},

@@ -30,6 +30,7 @@ from ludwig_llm.schema.registry import (
     retrieval_registry,
     rope_scaling_registry,
     split_registry,
+    strategy_registry,
     trainer_registry,
 )
 
@@ -108,6 +109,11 @@ def get_backend_schemas() -> List[type]:
     return [cls for _, cls in backend_registry.items()]
 
 
+def get_strategy_schemas() -> List[type]:
+    """The distribution strategies of the Ray backend's training workers (`backend.trainer.strategy`)."""
+    return [cls for _, cls in strategy_registry.items()]
+
+
 def get_input_feature_schema(type: str = "text"):
     return input_feature_registry.get(type)
 
@@ -132,7 +138,7 @@ SECTION_GETTERS = [
     get_llm_schema, get_prompt_schema, get_retrieval_schema, get_retrieval_types, get_adapter_schemas, get_adapter_schema,
     get_quantization_schema, get_quantization_schemas, get_rope_scaling_schema, get_rope_scaling_schemas,
     get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas,
-    get_backend_schema, get_backend_schemas, get_input_feature_schema, get_output_feature_schema,
+    get_backend_schema, get_backend_schemas, get_strategy_schemas, get_input_feature_schema, get_output_feature_schema,
     get_output_feature_schemas, get_preprocessing_schema, get_split_schemas,
 ]
 

@@ -222,9 +222,13 @@ class LudwigLLM:
     @classmethod
     def load(cls, model_path: str) -> "LudwigLLM":
         """A trained model (a run's model/ directory) ready to predict and evaluate."""
-        from ludwig_llm.models.bundle import load_model_directory, load_retriever_for
+        from ludwig_llm.models.bundle import LazyBuiltModel, load_model_directory, load_retriever_for, read_model_directory
 
-        config, manifest, built = load_model_directory(model_path)
+        config, manifest = read_model_directory(model_path)
+        if config.backend.type == "ray":  # the prediction actors load the model; here only the tokenizer is needed
+            built = LazyBuiltModel(model_path, config)
+        else:
+            built = load_model_directory(model_path)[2]
         instance = cls(config)
         instance._loaded = _Loaded(model_path, manifest, built, load_retriever_for(model_path, config, manifest))
         return instance
@@ -262,6 +266,7 @@ class LudwigLLM:
         if directory is None and output_directory:
             directory = results.new_run_directory(output_directory, "evaluation", "run")
         if directory:
-            write_predictions(predictions, directory)
+            if predictions is not None:
+                write_predictions(predictions, directory)
             results.write_json(os.path.join(directory, results.TEST_STATISTICS), statistics)
         return EvaluateResult(statistics, predictions, directory)

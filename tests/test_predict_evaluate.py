@@ -208,13 +208,22 @@ def test_evaluate_metrics_equal_reference_implementations(text_model, peft_refer
     assert statistics["rows"] == 6
 
 
-def test_generation_metrics_can_be_switched_off(text_model, small_dataset):
-    text_model.config.output_feature.generation_metrics = False
-    try:
-        statistics = text_model.evaluate(small_dataset.head(3), output_directory=None).statistics["record"]
-    finally:
-        text_model.config.output_feature.generation_metrics = True
+def test_generation_metrics_can_be_switched_off(text_model, small_dataset, tmp_path, monkeypatch):
+    from ludwig_llm.inference import generation
+
+    with_generation = text_model.evaluate(small_dataset.head(3), output_directory=None).statistics["record"]
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated text although generation_metrics is off")
+
+    monkeypatch.setattr(generation, "generate", no_generation)
+    monkeypatch.setattr(text_model.config.output_feature, "generation_metrics", False)
+    result = text_model.evaluate(small_dataset.head(3), output_directory=str(tmp_path))
+    statistics = result.statistics["record"]
     assert set(statistics) == {"loss", "perplexity", "next_token_accuracy", "rows"}
+    assert statistics == {key: with_generation[key] for key in statistics}  # the same teacher-forced numbers
+    assert result.predictions is None
+    assert sorted(os.listdir(result.output_directory)) == [TEST_STATISTICS]
 
 
 def test_evaluate_input_errors_are_clear_and_come_before_model_work(text_model, small_dataset, tmp_path, monkeypatch):

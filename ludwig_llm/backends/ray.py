@@ -196,11 +196,12 @@ class RayBackend:
         from ray.train.torch import TorchConfig, TorchTrainer
 
         trainer_options = self.options.trainer
-        if trainer_options.strategy != "ddp":
-            raise UserError(
-                f"backend.trainer.strategy: {trainer_options.strategy!r} is not supported by the fine-tuning loop yet; "
-                "use 'ddp' (each worker holds a full model replica; with an adapter, only adapter gradients are exchanged)."
-            )
+        if trainer_options.strategy.type == "deepspeed":
+            try:
+                import deepspeed  # noqa: F401  (only asking whether the workers' environment can have it)
+            except ImportError as error:
+                raise UserError('backend.trainer.strategy: "deepspeed" needs DeepSpeed: pip install deepspeed '
+                                '(on every node of the cluster).') from error
         connect(self.options.address)
         resources = worker_resources(trainer_options)
         check_cluster_resources("training", trainer_options.num_workers, resources,

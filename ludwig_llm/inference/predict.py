@@ -123,7 +123,8 @@ def _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_dir
 
 def evaluate_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None,
                   model_directory: Optional[str] = None) -> Tuple[object, dict]:
-    """(predictions, statistics) against the targets in the output feature's column (predictions as in `predict_rows`).
+    """(predictions, statistics) against the targets in the output feature's column (predictions as in `predict_rows`;
+    None for a text output whose `generation_metrics` is off, since then nothing is generated).
 
     Targets are checked before any model work. For a category, the statistics also hold the accuracy of
     always predicting the training split's most frequent label, when the model recorded its label counts.
@@ -132,6 +133,9 @@ def evaluate_rows(config, manifest, built, df, *, batch_size: Optional[int] = No
     targets = _targets(config, df, manifest=manifest)
     batch_size = _batch_size(batch_size, config)
     prompts, prompt_ids = _model_inputs(config, built, df, retriever)
+    if feature.type == "text" and not feature.generation_metrics:
+        # Loss, perplexity and next-token accuracy need no generated text: skip the slowest part.
+        return None, {feature.name: {**_text_statistics(config, built, prompts, targets, None, batch_size), "rows": len(df)}}
     predictions = _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory=model_directory)
     if feature.type == "category":
         from ludwig_llm.metrics.category import category_metrics
@@ -171,7 +175,7 @@ def _text_statistics(config, built, prompts, targets, generated, batch_size) -> 
     device = next(built.model.parameters()).device
     statistics = teacher_forced_metrics(built.model, list(encoded.examples), batch_size=batch_size,
                                         collate=PaddingCollator(built.tokenizer.pad_token_id), device=device)
-    if config.output_feature.generation_metrics:
+    if generated is not None:
         statistics.update(generation_metrics(generated, targets))
     return statistics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 
 def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, autocast=None, rank: int = 0,
@@ -14,13 +15,18 @@ def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, aut
 
     accumulator = TokenLossAccumulator()
     share = rows[rank::world_size]
+    # Every worker runs as many batches as the largest share needs: with a sharded model each forward pass
+    # is collective. A worker whose share ran out repeats a row and does not count it.
+    batches = math.ceil(math.ceil(len(rows) / world_size) / batch_size)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(share), batch_size):
-            inputs = {k: v.to(device) for k, v in collate(share[start : start + batch_size]).items()}
+        for index in range(batches):
+            part = share[index * batch_size : (index + 1) * batch_size]
+            inputs = {k: v.to(device) for k, v in collate(part or rows[:1]).items()}
             with autocast or contextlib.nullcontext():
                 logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-            accumulator.update(logits, inputs["labels"])
+            if part:
+                accumulator.update(logits, inputs["labels"])
     model.train(was_training)
     return accumulator.compute()

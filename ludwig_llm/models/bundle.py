@@ -90,6 +90,33 @@ def load_model_directory(directory: str, padding_side: str = "left"):
     return config, manifest, built
 
 
+class LazyBuiltModel:
+    """A saved model whose weights load on first use of anything but its tokenizer.
+
+    On the Ray backend the driver only renders and tokenizes the prompts, and the prediction actors
+    load the model themselves: the driver should not hold a copy it never uses.
+    """
+
+    def __init__(self, directory: str, config, padding_side: str = "left"):
+        from ludwig_llm.models.loader import load_tokenizer
+
+        self._directory, self._padding_side = directory, padding_side
+        self._built = None
+        self.tokenizer = load_tokenizer(directory, trust_remote_code=config.model_parameters.trust_remote_code,
+                                        padding_side=padding_side)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._built is not None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._built is None:
+            self._built = load_model_directory(self._directory, self._padding_side)[2]
+        return getattr(self._built, name)
+
+
 def _base_model_path(configured: str, saved: str, resolve) -> str:
     # Re-resolving the configured name works on another machine; the saved path is the fallback
     # for a local directory that the config named relatively.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from ludwig_llm.schema.base import BaseConfig, config_class
-from ludwig_llm.schema.fields import Impact, nested, option
-from ludwig_llm.schema.registry import backend_registry
+from ludwig_llm.schema.fields import Impact, nested, option, typed_union
+from ludwig_llm.schema.registry import backend_registry, strategy_registry
 
 
 class BaseBackendConfig(BaseConfig):
@@ -22,6 +22,63 @@ class LocalBackendConfig(BaseBackendConfig):
     type: str = option("local", "Backend type.", choices=["local"], impact=Impact.HIGH)
 
 
+class BaseStrategyConfig(BaseConfig):
+    """Common to every distribution strategy."""
+
+
+@strategy_registry.register("ddp")
+@config_class
+class DDPStrategyConfig(BaseStrategyConfig):
+    """Distributed data parallel: every worker holds the whole model and the gradients are averaged at each
+    optimizer step. The fastest choice when the model, its gradients and optimizer state fit on one worker;
+    with an adapter only the adapter's gradients travel."""
+
+    title = "DDP"
+    type: str = option("ddp", "Strategy type.", choices=["ddp"], impact=Impact.HIGH)
+
+
+@strategy_registry.register("fsdp")
+@config_class
+class FSDPStrategyConfig(BaseStrategyConfig):
+    """Fully sharded data parallel (PyTorch FSDP2): parameters, gradients and optimizer state are split over
+    the workers, and each decoder layer's parameters are gathered only while that layer runs. For models
+    whose full fine-tuning does not fit on one worker."""
+
+    title = "FSDP"
+    type: str = option("fsdp", "Strategy type.", choices=["fsdp"], impact=Impact.HIGH)
+    reshard_after_forward: bool = option(
+        True, "Free each layer's gathered parameters after its forward pass and gather them again for the backward "
+        "pass (least memory, like ZeRO-3). `false` keeps them until the backward pass: one gather less per layer "
+        "and step, more memory (like ZeRO-2).", impact=Impact.MEDIUM,
+    )
+    cpu_offload: bool = option(
+        False, "Keep the sharded parameters, gradients and optimizer state in CPU memory and compute the optimizer "
+        "step there; fits larger models on small GPUs, trains more slowly. Needs `use_gpu`.", impact=Impact.MEDIUM,
+    )
+
+
+@strategy_registry.register("deepspeed")
+@config_class
+class DeepSpeedStrategyConfig(BaseStrategyConfig):
+    """DeepSpeed ZeRO: optimizer state (stage 1), gradients (stage 2) and parameters (stage 3) are split over
+    the workers. Needs the `deepspeed` package on every worker."""
+
+    title = "DeepSpeed"
+    type: str = option("deepspeed", "Strategy type.", choices=["deepspeed"], impact=Impact.HIGH)
+    zero_stage: int = option(
+        3, "What ZeRO shards: 1 the optimizer state, 2 also the gradients, 3 also the parameters (least memory "
+        "per worker, most communication).", choices=[1, 2, 3], impact=Impact.HIGH,
+    )
+    offload_optimizer: bool = option(
+        False, "Keep the optimizer state in CPU memory and run the optimizer step there (ZeRO-Offload). Needs `use_gpu`.",
+        impact=Impact.MEDIUM,
+    )
+    offload_parameters: bool = option(
+        False, "Keep the sharded parameters in CPU memory between uses (ZeRO-Infinity). Needs `use_gpu` and `zero_stage: 3`.",
+        impact=Impact.LOW,
+    )
+
+
 @config_class
 class RayTrainerOptions(BaseConfig):
     """How Ray Train runs the fine-tuning workers."""
@@ -34,10 +91,10 @@ class RayTrainerOptions(BaseConfig):
         None, "Ray resources per worker, e.g. `{CPU: 4, GPU: 1}`; null uses Ray Train's default (1 CPU, plus 1 GPU with `use_gpu`).",
         impact=Impact.MEDIUM,
     )
-    strategy: str = option(
-        "ddp", "Distribution strategy: `ddp` (a model replica per worker, gradients averaged). `fsdp` (sharded parameters) and "
-        "`deepspeed` (ZeRO) are reserved names: the training loop does not shard models yet, so a run asking for them is refused at start.",
-        choices=["ddp", "fsdp", "deepspeed"], impact=Impact.MEDIUM,
+    strategy: Any = typed_union(
+        strategy_registry, DDPStrategyConfig,
+        "How the model is spread over the workers: `ddp` (a full replica each), `fsdp` or `deepspeed` (sharded). "
+        "A bare name (`strategy: fsdp`) takes that strategy's defaults.", impact=Impact.MEDIUM,
     )
     max_failures: int = option(
         0, "Times a failed worker group is restarted from the last checkpoint before the run fails; -1 retries forever.",

@@ -134,3 +134,31 @@ def generation_lengths_agree(config) -> Iterator[ConfigIssue]:
             f"must not exceed generation.max_new_tokens ({generation.max_new_tokens}).",
             generation.min_new_tokens,
         )
+
+
+@cross_field_check
+def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
+    if config.backend.type != "ray":
+        return
+    workers = config.backend.trainer
+    strategy, path = workers.strategy, "backend.trainer.strategy"
+    if strategy.type != "ddp":
+        if config.quantization is not None:
+            yield ConfigIssue(f"{path}.type", f"'{strategy.type}' shards trainable weights, and quantized weights cannot be "
+                              "sharded here; use 'ddp' (each worker holds the quantized model) or remove 'quantization'.", strategy.type)
+        if config.adapter is not None and config.adapter.type == "adalora":
+            yield ConfigIssue(f"{path}.type", f"AdaLoRA reallocates ranks from whole gradients, which '{strategy.type}' "
+                              "splits over the workers; use 'ddp', or another adapter.", strategy.type)
+        if config.trainer.type == "finetune" and config.trainer.optimizer.type != "adamw" and strategy.type == "deepspeed":
+            yield ConfigIssue("trainer.optimizer.type", "strategy 'deepspeed' runs with optimizer 'adamw'.", config.trainer.optimizer.type)
+        if config.trainer.type == "finetune" and config.trainer.optimizer.type.endswith("_8bit"):
+            if strategy.type == "fsdp":
+                yield ConfigIssue("trainer.optimizer.type", "bitsandbytes' 8-bit optimizers do not take FSDP's sharded "
+                                  "parameters; use 'adamw' or 'sgd', or strategy 'ddp'.", config.trainer.optimizer.type)
+    for name in ("cpu_offload", "offload_optimizer", "offload_parameters"):
+        if getattr(strategy, name, False) and not workers.use_gpu:
+            yield ConfigIssue(f"{path}.{name}", "offloading to CPU memory is for GPU workers: set backend.trainer.use_gpu: "
+                              "true, or remove it (CPU workers already keep everything in CPU memory).", True)
+    if strategy.type == "deepspeed" and strategy.offload_parameters and strategy.zero_stage != 3:
+        yield ConfigIssue(f"{path}.offload_parameters", f"only ZeRO stage 3 shards parameters, so only it can offload them "
+                          f"(zero_stage is {strategy.zero_stage}).", True)

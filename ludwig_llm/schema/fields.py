@@ -74,6 +74,15 @@ class Range(marshmallow.validate.Validator):
         return value
 
 
+class StrictBoolean(marshmallow.fields.Boolean):
+    """true or false only: marshmallow's Boolean also takes "yes", "on", "t", 1 and "1"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 def _metadata(description: str, impact: Impact, example: Any, internal: bool, **extra) -> Dict[str, Any]:
     if not description or not description.strip():
         raise ValueError("every config field needs a description: it is the documentation")
@@ -117,6 +126,8 @@ def option(
     mm_kwargs: Dict[str, Any] = {"metadata": meta}
     if validators:
         mm_kwargs["validate"] = validators
+    if isinstance(default, bool):
+        return dataclasses.field(default=default, metadata={"marshmallow_field": StrictBoolean(**mm_kwargs)})
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=mm_kwargs)
     return dataclasses.field(default=default, metadata=mm_kwargs)

@@ -18,7 +18,8 @@ class RandomRetrieval(Documented):
 
 @retrieval_registry.register("semantic")
 class SemanticRetrieval(Documented):
-    """Picks the `k` training rows whose input is nearest to this row's, by sentence-embedding similarity."""
+    """Picks the `k` training rows whose input is nearest to this row's, by sentence-embedding similarity;
+    the nearest comes last in the prompt, next to the row itself."""
 
     title = "Semantic"
 

@@ -1,5 +1,8 @@
 """Resumable checkpoints: trainable weights (safetensors), optimizer, scheduler, RNG and loop state.
 
+Weights and optimizer state are full (unsharded) and keyed by parameter name, whatever the distribution
+strategy that wrote them (see trainers/strategies.py), so any strategy and number of workers can resume.
+
 Optimizer/scheduler/RNG state is saved with torch.save and read back with weights_only=True,
 which refuses anything but tensors and plain containers, so a checkpoint cannot run code.
 """
@@ -34,38 +37,35 @@ class LoopState:
     evaluations: List[dict] = field(default_factory=list)
 
 
-def trainable_state_dict(model) -> dict:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: full trainable weights and optimizer state by parameter name, the
+    scheduler's state and the loop's."""
+
+    weights: dict
+    optimizer: dict
+    scheduler: dict
+    state: LoopState
 
 
-def save_trainable_weights(model, path: str) -> None:
+def save_weights(weights: dict, path: str) -> None:
     from safetensors.torch import save_file
 
-    save_file(trainable_state_dict(model), path)
+    save_file(weights, path)
 
 
-def load_trainable_weights(model, path: str) -> None:
+def load_weights(path: str) -> dict:
     from safetensors.torch import load_file
 
-    state = load_file(path)
-    expected = {name for name, p in model.named_parameters() if p.requires_grad}
-    if set(state) != expected:
-        missing, unexpected = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
-        raise RuntimeError(f"checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
-    params = dict(model.named_parameters())
-    import torch
-
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+    return load_file(path)
 
 
-def save_checkpoint(directory: str, model, optimizer, scheduler, state: LoopState) -> None:
+def save_checkpoint(directory: str, weights: dict, optimizer_state: dict, scheduler, state: LoopState) -> None:
     import numpy as np
     import torch
 
-    save_trainable_weights(model, os.path.join(directory, WEIGHTS_FILE))
-    torch.save(optimizer.state_dict(), os.path.join(directory, OPTIMIZER_FILE))
+    save_weights(weights, os.path.join(directory, WEIGHTS_FILE))
+    torch.save(optimizer_state, os.path.join(directory, OPTIMIZER_FILE))
     torch.save(scheduler.state_dict(), os.path.join(directory, SCHEDULER_FILE))
     rng = {
         "python": random.getstate(),
@@ -78,13 +78,11 @@ def save_checkpoint(directory: str, model, optimizer, scheduler, state: LoopStat
         json.dump(asdict(state), f, indent=2)
 
 
-def load_checkpoint(directory: str, model, optimizer, scheduler) -> LoopState:
+def read_checkpoint(directory: str) -> Checkpoint:
+    """Read a checkpoint and restore the random number generators it saved."""
     import numpy as np
     import torch
 
-    load_trainable_weights(model, os.path.join(directory, WEIGHTS_FILE))
-    optimizer.load_state_dict(torch.load(os.path.join(directory, OPTIMIZER_FILE), weights_only=True))
-    scheduler.load_state_dict(torch.load(os.path.join(directory, SCHEDULER_FILE), weights_only=True))
     rng = torch.load(os.path.join(directory, RNG_FILE), weights_only=True)
     random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
     kind, keys, pos, has_gauss, cached = rng["numpy"]
@@ -93,7 +91,13 @@ def load_checkpoint(directory: str, model, optimizer, scheduler) -> LoopState:
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     with open(os.path.join(directory, STATE_FILE), encoding="utf-8") as f:
-        return LoopState(**json.load(f))
+        state = LoopState(**json.load(f))
+    return Checkpoint(
+        weights=load_weights(os.path.join(directory, WEIGHTS_FILE)),
+        optimizer=torch.load(os.path.join(directory, OPTIMIZER_FILE), weights_only=True),
+        scheduler=torch.load(os.path.join(directory, SCHEDULER_FILE), weights_only=True),
+        state=state,
+    )
 
 
 def _plain_rng(rng: dict) -> dict:

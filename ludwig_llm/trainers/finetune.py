@@ -7,7 +7,6 @@ batches by length, which the benchmark in benchmarks/train_throughput.py measure
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -15,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_checkpoint, save_checkpoint, save_trainable_weights, load_trainable_weights
+from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_weights, read_checkpoint, save_checkpoint, save_weights
 
 LOWER_IS_BETTER = {"loss": True, "perplexity": True, "next_token_accuracy": False}
 
@@ -66,24 +65,8 @@ def steps_per_epoch(num_rows: int, trainer, world_size: int) -> int:
     return math.ceil(math.ceil(num_rows / trainer.batch_size) / trainer.gradient_accumulation_steps)
 
 
-def autocast_context(precision: str, device):
-    """bf16/fp16 autocast on GPUs; fp32 on the CPU, where low-precision autocast is slower, not faster."""
-    import torch
-
-    if device.type != "cuda":
-        return contextlib.nullcontext(), None
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp32":
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    return torch.autocast("cuda", dtype=dtype), scaler
-
-
 def run_finetune(job: FineTuneJob, session) -> dict:
     """Train, evaluate, checkpoint and save; returns the training statistics."""
-    import torch
     from tqdm.auto import tqdm
 
     from ludwig_llm.data.tokenize import PaddingCollator
@@ -104,54 +87,56 @@ def run_finetune(job: FineTuneJob, session) -> dict:
 
     built = build_llm(config, for_training=True, base_model_path=job.base_model_path)
     model = built.model
-    if not built.quantized:
-        model.to(device)
     if config.model_parameters.neftune_noise_alpha > 0:
         from transformers.integrations.neftune import activate_neftune
 
         activate_neftune(model, config.model_parameters.neftune_noise_alpha)
 
-    from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
-
-    optimizer = build_optimizer(model, trainer)
-    scheduler = build_scheduler(optimizer, trainer, total_steps)
     import shutil
     import tempfile
+
+    from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
+    from ludwig_llm.trainers.strategies import copy_trainable_state, create_strategy
 
     best_directory = tempfile.mkdtemp(prefix="ludwig_llm_best_")
     best_weights_path = os.path.join(best_directory, BEST_WEIGHTS_FILE)
     state = LoopState()
-    checkpoint = session.latest_checkpoint()
-    if checkpoint:
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+    checkpoint_directory = session.latest_checkpoint()
+    checkpoint = read_checkpoint(checkpoint_directory) if checkpoint_directory else None
+    if checkpoint:  # into the plain model, before any strategy shards it
+        copy_trainable_state(model, checkpoint.weights)
+        state = checkpoint.state
         # The best weights so far travel in the checkpoint: the interrupted run's temporary copy is gone.
-        if os.path.isfile(os.path.join(checkpoint, BEST_WEIGHTS_FILE)):
-            shutil.copyfile(os.path.join(checkpoint, BEST_WEIGHTS_FILE), best_weights_path)
+        if os.path.isfile(os.path.join(checkpoint_directory, BEST_WEIGHTS_FILE)):
+            shutil.copyfile(os.path.join(checkpoint_directory, BEST_WEIGHTS_FILE), best_weights_path)
 
-    train_model = model
-    if session.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    strategy = create_strategy(config, session, device)
+    optimizer = strategy.prepare(model, lambda m: build_optimizer(m, trainer), quantized=built.quantized)
+    scheduler = build_scheduler(optimizer, trainer, total_steps)
+    if checkpoint:
+        strategy.load_optimizer_state(checkpoint.optimizer)
+        scheduler.load_state_dict(checkpoint.scheduler)
+        del checkpoint
 
     collate = PaddingCollator(job.pad_token_id, padding_side="right")
     lengths = [len(row["input_ids"]) for row in job.train_rows]
-    autocast, scaler = autocast_context(trainer.precision, device)
+    autocast, scaler = strategy.autocast(trainer.precision)
     accumulation = trainer.gradient_accumulation_steps
     lower_is_better = LOWER_IS_BETTER[trainer.validation_metric]
-    per_worker_batch = math.ceil(trainer.batch_size / session.world_size)
 
     def evaluate() -> dict:
         return teacher_forced_metrics(model, job.validation_rows, batch_size=trainer.eval_batch_size, collate=collate,
                                       device=device, autocast=autocast, rank=session.rank, world_size=session.world_size)
 
-    def write_checkpoint(directory: str) -> None:
-        save_checkpoint(directory, model, optimizer, scheduler, state)
-        if os.path.isfile(best_weights_path):
-            shutil.copyfile(best_weights_path, os.path.join(directory, BEST_WEIGHTS_FILE))
-
     def checkpoint_now() -> None:
-        session.save_checkpoint(write_checkpoint, state.step, {"step": state.step})
+        weights, optimizer_state = strategy.trainable_state(), strategy.optimizer_state()  # every worker gathers
+
+        def write(directory: str) -> None:
+            save_checkpoint(directory, weights, optimizer_state, scheduler, state)
+            if os.path.isfile(best_weights_path):
+                shutil.copyfile(best_weights_path, os.path.join(directory, BEST_WEIGHTS_FILE))
+
+        session.save_checkpoint(write, state.step, {"step": state.step})
 
     def after_evaluation(metrics: dict) -> bool:
         """Record an evaluation; True when early stopping says stop."""
@@ -161,8 +146,9 @@ def run_finetune(job: FineTuneJob, session) -> dict:
         improved = state.best_metric is None or (value < state.best_metric if lower_is_better else value > state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evaluations_without_improvement = value, state.step, 0
+            weights = strategy.trainable_state()
             if session.is_main:
-                save_trainable_weights(model, best_weights_path)
+                save_weights(weights, best_weights_path)
         else:
             state.evaluations_without_improvement += 1
         return trainer.early_stop > 0 and state.evaluations_without_improvement >= trainer.early_stop
@@ -176,31 +162,24 @@ def run_finetune(job: FineTuneJob, session) -> dict:
         micro_batches = batches[state.micro_batches_done_in_epoch :]
         running_loss, in_accumulation = 0.0, 0
         for micro_index, batch in enumerate(micro_batches):
-            rows = [job.train_rows[i] for i in worker_share(batch, session.rank, session.world_size)]
-            inputs = {k: v.to(device) for k, v in collate(rows).items()}
+            share = worker_share(batch, session.rank, session.world_size)
+            # Each worker's loss is weighted by its share of the global batch, so averaging gradients over
+            # workers weighs rows alike when the batch does not split evenly. A worker left without rows
+            # still runs the (zero-weighted) pass: every worker must join the same collectives.
+            weight = len(share) * session.world_size / len(batch)
+            inputs = {k: v.to(device) for k, v in collate([job.train_rows[i] for i in share or batch[:1]]).items()}
             last_of_step = in_accumulation + 1 == accumulation or micro_index + 1 == len(micro_batches)
-            # DDP all-reduces gradients only on the micro-batch that completes an optimizer step.
-            sync = contextlib.nullcontext() if last_of_step or session.world_size == 1 else train_model.no_sync()
-            with sync, autocast:
-                loss = train_model(**inputs).loss / accumulation
-            (scaler.scale(loss) if scaler else loss).backward()
+            with strategy.micro_batch(last_of_step), autocast:
+                loss = strategy.train_model(**inputs).loss * (weight / accumulation)
+            strategy.backward(loss, scaler)
             running_loss += loss.item()
             in_accumulation += 1
             state.micro_batches_done_in_epoch += 1
             if not last_of_step:
                 continue
-            if scaler:
-                scaler.unscale_(optimizer)
-            if trainer.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.max_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            _adalora_update(model, state.step)
-            optimizer.zero_grad(set_to_none=True)
+            strategy.optimizer_step(scheduler, trainer.max_grad_norm, scaler)
+            _adalora_update(model, state.step)  # reads this step's gradients
+            strategy.zero_grad()
             state.step += 1
             # A partial accumulation at the end of an epoch is rescaled to a full step's weight.
             step_loss = running_loss * accumulation / in_accumulation
@@ -233,10 +212,12 @@ def run_finetune(job: FineTuneJob, session) -> dict:
                 break
     progress.close()
 
-    if job.validation_rows and state.best_step is not None and state.best_step != state.step and session.is_main:
+    # None keeps the weights the model has; a sharded model's are gathered by every worker for the main one.
+    final_weights = strategy.trainable_state() if strategy.sharded else None
+    if job.validation_rows and state.best_step is not None and state.best_step != state.step:
         if os.path.isfile(best_weights_path):
-            load_trainable_weights(model, best_weights_path)
-        else:  # a checkpoint written before best weights were kept in checkpoints
+            final_weights = load_weights(best_weights_path) if session.is_main else {}
+        elif session.is_main:  # a checkpoint written before best weights were kept in checkpoints
             print(f"the weights of the best step ({state.best_step}) were not saved; keeping those of step {state.step}.")
     statistics = {
         "steps": state.steps,
@@ -247,7 +228,7 @@ def run_finetune(job: FineTuneJob, session) -> dict:
         "train_seconds": time.time() - started,
     }
     if job.save_model:
-        _save_final_model(job, config, model, built, session, statistics)
+        _save_final_model(job, config, built, final_weights, strategy.sharded, session, statistics)
     shutil.rmtree(best_directory, ignore_errors=True)
     return statistics
 
@@ -269,21 +250,28 @@ def _adalora_update(model, step: int) -> None:
         base.update_and_allocate(step)
 
 
-def _save_final_model(job, config, model, built, session, statistics) -> None:
+def _save_final_model(job, config, built, weights: Optional[dict], sharded: bool, session, statistics) -> None:
     from ludwig_llm.models.bundle import save_model_directory
+    from ludwig_llm.models.build import build_llm
+    from ludwig_llm.trainers.strategies import copy_trainable_state
 
-    weights = "adapter" if config.adapter is not None else "full"
+    model_type = "adapter" if config.adapter is not None else "full"
     merge = bool(config.adapter and config.adapter.postprocessor.merge_adapter_into_base_model)
     retriever = None
-    if job.retriever_directory:
+    if job.retriever_directory and session.is_main:
         from ludwig_llm.inference.retrieval import load_retriever
 
         retriever = load_retriever(job.retriever_directory, config.prompt.retrieval)
 
-    def write(directory: str) -> None:
+    def write(directory: str) -> None:  # runs on the main worker only
+        model = built.model
+        if sharded:  # no worker holds the trained model whole: load the gathered weights into a fresh copy
+            model = build_llm(config, for_training=True, base_model_path=job.base_model_path).model
+        if weights is not None:
+            copy_trainable_state(model, weights)
         model.eval()
         save_model_directory(directory, config=config, model=model, tokenizer=built.tokenizer,
-                             base_model_path=job.base_model_path, weights=weights, labels=job.labels,
+                             base_model_path=job.base_model_path, weights=model_type, labels=job.labels,
                              retriever=retriever, merge=merge, quantized=built.quantized)
 
     session.save_model(write, {"step": statistics["total_steps"]})

@@ -21,3 +21,11 @@ def ray_cluster():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_run(make_config, small_dataset, tmp_path_factory):
+    """The local LoRA run that the Ray runs of a module are compared with."""
+    from tests.backends.ray_runs import train_config, train_in_one_thread
+
+    return train_in_one_thread(train_config(make_config), small_dataset, tmp_path_factory.mktemp("local"))

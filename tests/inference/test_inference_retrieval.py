@@ -53,7 +53,7 @@ def test_implementations_match_schema_registry():
     assert set(RETRIEVERS) == set(retrieval_registry.names()) == {"random", "semantic"}
 
 
-def test_semantic_puts_nearest_row_first(semantic):
+def test_semantic_puts_nearest_row_last_next_to_the_query(semantic):
     queries = {
         "A tiny kitten is chasing a ball of yarn.": "pets",
         "My engine makes a strange noise when I brake.": "vehicles",
@@ -62,9 +62,9 @@ def test_semantic_puts_nearest_row_first(semantic):
     }
     contexts = semantic.contexts_for([{"text": q} for q in queries])
     for (query, label), context in zip(queries.items(), contexts):
-        first = context.split("\n\n")[0]
+        nearest = context.split("\n\n")[-1]
         row = TRAIN[TRAIN.label == label].iloc[0]
-        assert first == format_example(row.text, label), query
+        assert nearest == format_example(row.text, label), query
         assert context.count("Input: ") == 2
         assert semantic.context_for({"text": query}) == context  # one-row and batched paths agree
 

@@ -70,6 +70,8 @@ def config_with(reg_name: str, key) -> dict:
         return base_config(output_features=[{"name": "response", "type": key}], trainer="none")
     if reg_name == "backend_registry":
         return base_config(backend={"type": key})
+    if reg_name == "strategy_registry":
+        return base_config(backend={"type": "ray", "trainer": {"num_workers": 2, "strategy": {"type": key}}})
     if reg_name == "split_registry":
         return base_config(preprocessing={"split": {"type": key}})
     if reg_name == "retrieval_registry":

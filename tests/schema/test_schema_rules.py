@@ -208,7 +208,7 @@ SUGGESTIONS = [
     (config(quantization={"bits": 4, "bnb_4bit_quant_type": "nf5"}), "quantization.bnb_4bit_quant_type", "Did you mean 'nf4'?"),
     (config(trainer={"type": "finetune", "precision": "bf61"}), "trainer.precision", "Did you mean 'bf16'?"),
     (config(ICL, prompt={"retrieval": {"type": "semantc", "k": 2}}), "prompt.retrieval.type", "Did you mean 'semantic'?"),
-    (config(backend={"type": "ray", "trainer": {"strategy": "fsdpp"}}), "backend.trainer.strategy", "Did you mean 'fsdp'?"),
+    (config(backend={"type": "ray", "trainer": {"strategy": "fsdpp"}}), "backend.trainer.strategy.type", "Did you mean 'fsdp'?"),
     (config(model_type="lm"), "model_type", "Did you mean 'llm'?"),
 ]
 
