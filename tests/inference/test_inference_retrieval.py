@@ -87,8 +87,10 @@ def test_semantic_examples_reach_the_rendered_prompt(semantic):
     )
     renderer = prompt_module.PromptRenderer(config, semantic)
     prompt = renderer.render_all(pd.DataFrame({"text": ["A tiny kitten is chasing a ball of yarn."]}))[0]
-    assert prompt.startswith("Examples:\nInput: My cat sleeps on the windowsill all afternoon and purrs.\nResponse: pets\n\n")
-    assert prompt.endswith("Input: A tiny kitten is chasing a ball of yarn.\nResponse:")
+    assert prompt.startswith("Examples:\nInput: ")
+    # The nearest example comes last, right before the row's own input.
+    assert prompt.endswith("Input: My cat sleeps on the windowsill all afternoon and purrs.\nResponse: pets\n\n"
+                           "Input: A tiny kitten is chasing a ball of yarn.\nResponse:")
 
 
 def test_a_training_row_never_retrieves_itself(semantic):
