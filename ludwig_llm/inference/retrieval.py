@@ -75,8 +75,11 @@ class Retriever:
         raise NotImplementedError
 
     def _format(self, indices: Sequence[int]) -> str:
-        # Best last, next to the row's own input: small models lean most on the nearest example in the
-        # prompt (SmolLM2 on 32 rows of examples/icl_sentiment: accuracy 0.938 best-last, 0.844 best-first).
+        # Best last, next to the row's own input, where models lean on an example most (as Liu et al. 2021,
+        # "What Makes Good In-Context Examples for GPT-3?", found). SmolLM2 on examples/icl_sentiment:
+        # on 32 rows, accuracy 0.938 best-last against 0.844 best-first; on the 24 test rows of
+        # tests/test_icl_category.py, accuracy 0.917 both ways, macro F1 0.914 against 0.911, ROC AUC 0.943
+        # against 0.986.
         return "\n\n".join(format_example(self.inputs[i], self.outputs[i]) for i in reversed(indices))
 
     def _excluded(self, query: str) -> List[int]:
