@@ -26,10 +26,11 @@ class Strategy:
 
     sharded = False  # True when no worker holds the whole trained model
 
-    def __init__(self, options, session, device):
+    def __init__(self, options, session, device, trainer):
         self.options = options
         self.session = session
         self.device = device
+        self.trainer = trainer  # the config's trainer section
         self.model = None  # the module whose parameter names the checkpoints use
         self.train_model = None  # what the loop calls for the training forward pass
 
@@ -49,14 +50,10 @@ class Strategy:
         return optimizer
 
     def autocast(self, precision: str):
-        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs; fp32 on the CPU, where
-        low-precision autocast is slower, not faster."""
+        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs, none on the CPU."""
         import torch
 
-        if self.device.type != "cuda":
-            return contextlib.nullcontext(), None
-        if precision == "auto":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        precision = resolved_precision(precision, self.device)
         if precision == "fp32":
             return contextlib.nullcontext(), None
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -179,7 +176,7 @@ class DeepSpeedStrategy(Strategy):
         return optimizer
 
     def _deepspeed_config(self) -> dict:
-        trainer = self.trainer_section
+        trainer = self.trainer
         options = self.options
         zero: dict = {"stage": options.zero_stage}
         if options.offload_optimizer:
@@ -198,22 +195,12 @@ class DeepSpeedStrategy(Strategy):
             "steps_per_print": 2**31 - 1,
             "wall_clock_breakdown": False,
         }
-        precision = self._precision()
+        precision = resolved_precision(self.trainer.precision, self.device)
         if precision == "bf16":
             config["bf16"] = {"enabled": True}
         elif precision == "fp16":
             config["fp16"] = {"enabled": True}
         return config
-
-    def _precision(self) -> str:
-        import torch
-
-        precision = self.trainer_section.precision
-        if self.device.type != "cuda" or precision == "fp32":
-            return "fp32"
-        if precision == "auto":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return precision
 
     def autocast(self, precision):
         return contextlib.nullcontext(), None  # DeepSpeed casts the model itself (its bf16/fp16 sections)
@@ -318,9 +305,18 @@ def create_strategy(config, session, device) -> Strategy:
     options = config.backend.trainer.strategy if config.backend.type == "ray" else DDPStrategyConfig()
     if options.type != "ddp" and session.world_size == 1:
         options = DDPStrategyConfig()  # nothing to shard over: one worker holds the whole model either way
-    strategy = STRATEGIES[options.type](options, session, device)
-    strategy.trainer_section = config.trainer
-    return strategy
+    return STRATEGIES[options.type](options, session, device, config.trainer)
+
+
+def resolved_precision(precision: str, device) -> str:
+    """fp32 on the CPU, where low-precision training is slower, not faster; `auto` is bf16 where the GPU has it."""
+    import torch
+
+    if device.type != "cuda" or precision == "fp32":
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
 
 
 def copy_trainable_state(model, state: Dict[str, object]) -> None:

@@ -204,8 +204,7 @@ def test_deepspeed_config_follows_the_trainer_section(make_config):
 
     import torch
 
-    strategy = DeepSpeedStrategy(config.backend.trainer.strategy, Session(), torch.device("cpu"))
-    strategy.trainer_section = config.trainer
+    strategy = DeepSpeedStrategy(config.backend.trainer.strategy, Session(), torch.device("cpu"), config.trainer)
     deepspeed_config = strategy._deepspeed_config()
     assert deepspeed_config["train_micro_batch_size_per_gpu"] == 4 and deepspeed_config["gradient_accumulation_steps"] == 4
     assert deepspeed_config["train_batch_size"] == 32 and deepspeed_config["gradient_clipping"] == 0.5
