@@ -151,10 +151,9 @@ def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
                               "splits over the workers; use 'ddp', or another adapter.", strategy.type)
         if config.trainer.type == "finetune" and config.trainer.optimizer.type != "adamw" and strategy.type == "deepspeed":
             yield ConfigIssue("trainer.optimizer.type", "strategy 'deepspeed' runs with optimizer 'adamw'.", config.trainer.optimizer.type)
-        if config.trainer.type == "finetune" and config.trainer.optimizer.type.endswith("_8bit"):
-            if strategy.type == "fsdp":
-                yield ConfigIssue("trainer.optimizer.type", "bitsandbytes' 8-bit optimizers do not take FSDP's sharded "
-                                  "parameters; use 'adamw' or 'sgd', or strategy 'ddp'.", config.trainer.optimizer.type)
+        if config.trainer.type == "finetune" and config.trainer.optimizer.type.endswith("_8bit") and strategy.type == "fsdp":
+            yield ConfigIssue("trainer.optimizer.type", "bitsandbytes' 8-bit optimizers do not take FSDP's sharded "
+                              "parameters; use 'adamw' or 'sgd', or strategy 'ddp'.", config.trainer.optimizer.type)
     for name in ("cpu_offload", "offload_optimizer", "offload_parameters"):
         if getattr(strategy, name, False) and not workers.use_gpu:
             yield ConfigIssue(f"{path}.{name}", "offloading to CPU memory is for GPU workers: set backend.trainer.use_gpu: "

@@ -98,12 +98,16 @@ class Strategy:
 
     def trainable_state(self) -> Dict[str, object]:
         """Full trainable weights on CPU, by parameter name. Collective; complete at least on rank 0."""
+        if not self.session.is_main:  # every worker holds the same weights, and only rank 0 writes them
+            return {}
         return {name: p.detach().cpu().contiguous() for name, p in self.model.named_parameters() if p.requires_grad}
 
     def optimizer_state(self) -> dict:
         """The optimizer state by parameter name, full, on CPU. Collective; complete at least on rank 0."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
+        if not self.sharded and not self.session.is_main:
+            return {}
         return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def load_optimizer_state(self, state: dict) -> None:
