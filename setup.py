@@ -7,7 +7,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["ludwig_llm", "ludwig_llm.*", "docs_macros", "docs_macros.*"]),
+    # Only the library. docs_macros/ serves the docs site from the repository (mkdocs.yml's
+    # `module_name`) and needs the `docs` extra's jinja2, so it is not installed.
+    packages=find_packages(include=["ludwig_llm", "ludwig_llm.*"]),
     include_package_data=True,
     package_data={"ludwig_llm": ["examples_data/*"]},
     install_requires=[

@@ -19,6 +19,7 @@ def define_env(env) -> None:
         env.macro(getter)
     env.macro(schema_docs.schema_class_to_fields)
     env.macro(schema_docs.config_yaml)
+    env.macro(schema_docs.changed_defaults)
     env.macro(cli_docs.cli_reference)
     env.macro(cli_docs.cli_global_options)
     env.filter(schema_docs.yaml_inline)

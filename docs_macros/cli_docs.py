@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import html
+import re
 from typing import Dict, List
 
 from ludwig_llm.cli import build_parser
@@ -23,8 +25,16 @@ def _subcommand_help(parser: argparse.ArgumentParser) -> Dict[str, str]:
     return {}
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def table_cell(text: str) -> str:
+    """A table cell showing `text` as written. Help texts are plain text: outside `code` spans, `<run>`
+    would be taken for an HTML tag (and vanish) and `__x__` for bold, so those characters are escaped."""
+    parts = re.split(r"(`[^`]*`)", text.replace("\n", " "))
+    shown = [part if part.startswith("`") else _escape_markdown(part) for part in parts]
+    return "".join(shown).replace("|", "\\|")
+
+
+def _escape_markdown(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", html.escape(text, quote=False))
 
 
 def _argument_row(action: argparse.Action) -> str:
@@ -44,7 +54,7 @@ def _argument_row(action: argparse.Action) -> str:
         help_text += " Choices: " + ", ".join(f"`{choice}`" for choice in action.choices) + "."
     if action.nargs == "?" and action.const is not None:
         help_text += f" Given without a value: `{action.const}`."
-    return f"| {names} | {default} | {_cell(help_text.strip())} |"
+    return f"| {names} | {default} | {table_cell(help_text.strip())} |"
 
 
 def _arguments(parser: argparse.ArgumentParser) -> List[argparse.Action]:

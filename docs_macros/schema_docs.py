@@ -33,6 +33,9 @@ from ludwig_llm.schema.registry import (
     strategy_registry,
     trainer_registry,
 )
+from ludwig_llm.schema.template import default_template
+
+from docs_macros.union_keys import is_required_key
 
 # ---------------------------------------------------------------------------------------------
 # Section getters: the names the page templates call.
@@ -49,6 +52,16 @@ def get_prompt_schema():
 
 def get_retrieval_schema():
     return RetrievalConfig
+
+
+def get_default_prompt_templates() -> List[Dict[str, Any]]:
+    """The template used when `prompt.template` is not set, for each combination of `prompt.task` and
+    retrieval, read from the function the prompt builder calls."""
+    return [
+        {"task": has_task, "retrieval": has_context, "template": default_template(has_task, has_context)}
+        for has_task in (False, True)
+        for has_context in (False, True)
+    ]
 
 
 def get_retrieval_types() -> List[tuple]:
@@ -135,7 +148,8 @@ def get_split_schemas() -> List[type]:
 
 
 SECTION_GETTERS = [
-    get_llm_schema, get_prompt_schema, get_retrieval_schema, get_retrieval_types, get_adapter_schemas, get_adapter_schema,
+    get_llm_schema, get_prompt_schema, get_default_prompt_templates, get_retrieval_schema, get_retrieval_types,
+    get_adapter_schemas, get_adapter_schema,
     get_quantization_schema, get_quantization_schemas, get_rope_scaling_schema, get_rope_scaling_schemas,
     get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas,
     get_backend_schema, get_backend_schemas, get_strategy_schemas, get_input_feature_schema, get_output_feature_schema,
@@ -189,7 +203,11 @@ def schema_class_to_fields(cls, exclude: Iterable[str] = ()) -> List[FieldDoc]:
     drops all its fields.
     """
     excluded = set(exclude)
-    return [f for f in _fields(cls, prefix="", defaults=class_defaults(cls)) if not _is_excluded(f.name, excluded)]
+    fields = _fields(cls, prefix="", defaults=class_defaults(cls))
+    for field in fields:
+        if "." not in field.name and is_required_key(cls, field.name):
+            field.required, field.default = True, None
+    return [f for f in fields if not _is_excluded(f.name, excluded)]
 
 
 def _is_excluded(name: str, excluded: set) -> bool:
@@ -279,15 +297,47 @@ def class_defaults(cls) -> Dict[str, Any]:
     return dumped_defaults(cls)
 
 
-def config_yaml(cls, parent: Optional[str] = None, updates: Optional[Dict[str, Any]] = None, in_list: bool = False) -> str:
+def config_yaml(
+    cls,
+    parent: Optional[str] = None,
+    updates: Optional[Dict[str, Any]] = None,
+    in_list: bool = False,
+    within: Optional[Dict[str, Any]] = None,
+) -> str:
     """YAML of the class's defaults with `updates` merged in, nested under the (dotted) `parent`
-    key, optionally as the single item of a list (for `input_features`-style sections)."""
+    key, optionally as the single item of a list (for `input_features`-style sections).
+
+    `within` holds the keys the enclosing sections need for the block to be pasted as it is, written
+    first: `within={"backend": {"type": "ray"}}` for a strategy under `backend.trainer.strategy`.
+    """
     data: Any = _merge(class_defaults(cls), dict(updates or {}))
     if in_list:
         data = [data]
     for key in reversed(parent.split(".") if parent else []):
         data = {key: data}
+    if within:
+        data = _merge(within, data)
     return yaml.dump(data, Dumper=_DocsDumper, sort_keys=False, default_flow_style=False, width=88, allow_unicode=True)
+
+
+def changed_defaults(cls, updates: Optional[Dict[str, Any]] = None) -> List[Dict[str, str]]:
+    """The values of `updates` that differ from the class's defaults, as `{"name", "value", "default"}`
+    (dotted names, YAML text): what a page must call an example, so that a reader does not take
+    `num_workers: 2` for the default. Required fields have no default and are not listed."""
+    out: List[Dict[str, str]] = []
+    _collect_changes(class_defaults(cls), dict(updates or {}), "", out)
+    return out
+
+
+def _collect_changes(defaults: Dict[str, Any], updates: Dict[str, Any], prefix: str, out: List[Dict[str, str]]) -> None:
+    for key, value in updates.items():
+        if key not in defaults:
+            continue
+        default = defaults[key]
+        if isinstance(value, dict) and isinstance(default, dict):
+            _collect_changes(default, value, f"{prefix}{key}.", out)
+        elif value != default:
+            out.append({"name": prefix + key, "value": yaml_inline(value), "default": yaml_inline(default)})
 
 
 def _merge(base: Dict[str, Any], updates: Dict[str, Any]) -> Dict[str, Any]:

@@ -9,15 +9,25 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
 import yaml
 
 from ludwig_llm import results
+from ludwig_llm.backends import create_backend
+from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
+from ludwig_llm.data.retrieval import build_retriever
 from ludwig_llm.errors import UserError
+from ludwig_llm.inference.predict import select_split, write_predictions
+from ludwig_llm.models.bundle import read_model_directory
+from ludwig_llm.models.loader import load_tokenizer
+from ludwig_llm.models.resolve import resolve_base_model
+from ludwig_llm.schema import load_config
+from ludwig_llm.schema.registry import load_implementation
+from ludwig_llm.trainers.run import TrainingRun
 
 RUN_CONFIG = "config.yaml"
 
@@ -42,23 +52,13 @@ class EvaluateResult:
     output_directory: Optional[str]
 
 
-@dataclass
-class _Loaded:
-    directory: str
-    manifest: Any
-    built: Any = None
-    retriever: Any = None
-    extra: dict = field(default_factory=dict)
-
-
 class LudwigLLM:
     """A config to train, or (after `load`) a trained model to predict and evaluate with."""
 
     def __init__(self, config: Union[str, os.PathLike, dict, Any]):
-        from ludwig_llm.schema import load_config
-
         self.config = config if hasattr(config, "to_dict") else load_config(config)
-        self._loaded: Optional[_Loaded] = None
+        self._loaded = None  # the SavedModel that `load` opened
+        self._backend = None
 
     # ------------------------------------------------------------------ training
 
@@ -67,10 +67,9 @@ class LudwigLLM:
               random_seed: Optional[int] = None, skip_save_model: bool = False, resume: Optional[str] = None,
               evaluate_test: bool = False) -> TrainResult:
         """Preprocess, train and save a run directory; `resume` continues an interrupted run ('latest' or its path)."""
-        from ludwig_llm.data.pipeline import prepare_data
-        from ludwig_llm.models.loader import load_tokenizer
-        from ludwig_llm.models.resolve import resolve_base_model
-
+        if resume and random_seed is not None:
+            raise UserError("--random_seed cannot be combined with --resume: a resumed run continues with the seed saved "
+                            "in its config (trainer.seed). Leave out --random_seed, or start a new run with it.")
         timings: Dict[str, float] = {}
         started = time.time()
         if resume:
@@ -88,28 +87,23 @@ class LudwigLLM:
         data = prepare_data(config, tokenizer, dataset=dataset, training_set=training_set,
                             validation_set=validation_set, test_set=test_set, retriever_factory=self._retriever_factory())
         timings["preprocessing"] = time.time() - started
-        labels = self._labels(data.splits)
-        retriever = data.retriever
+        backend = create_backend(config)
 
+        def run_on_workers(worker, job, resume_from):
+            return backend.run_workers(worker, job, run_directory, resume_from)
+
+        run = TrainingRun(config=config, data=data, tokenizer=tokenizer, base_model_path=base_model_path,
+                          run_directory=run_directory, save_model=not skip_save_model, resume=bool(resume),
+                          labels=self._labels(data.splits), label_counts=self._label_counts(data.splits),
+                          run_on_workers=run_on_workers)
         training_started = time.time()
-        with tempfile.TemporaryDirectory(prefix="ludwig_llm_retrieval_") as retrieval_dir:
-            if config.trainer.type == "finetune":
-                statistics = self._finetune(config, data, tokenizer, base_model_path, labels, retriever, retrieval_dir,
-                                            run_directory, skip_save_model, resume)
-            else:
-                from ludwig_llm.trainers.none import save_untrained_model
-
-                statistics = {"steps": [], "evaluations": [], "note": "trainer 'none': no parameters were updated"}
-                if not skip_save_model:
-                    save_untrained_model(config, run_directory=run_directory, tokenizer=tokenizer,
-                                         base_model_path=base_model_path, labels=labels, retriever=retriever,
-                                         label_counts=self._label_counts(data.splits))
+        statistics = load_implementation(config.trainer)(run)  # the trainer type's train function
         timings["training"] = time.time() - training_started
         statistics["preprocessing"] = data.stats
         results.write_json(os.path.join(run_directory, results.TRAINING_STATISTICS), statistics)
 
         test_statistics = None
-        if evaluate_test or config.trainer.type == "none":
+        if evaluate_test or config.trainer.evaluates_test_split:
             test_statistics = self._evaluate_test_split(config, run_directory, data, skip_save_model, timings)
         results.write_json(
             os.path.join(run_directory, results.DESCRIPTION),
@@ -124,10 +118,6 @@ class LudwigLLM:
 
     def preprocess(self, dataset=None, *, training_set=None, validation_set=None, test_set=None,
                    debug: bool = False, debug_rows: int = 3):
-        from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
-        from ludwig_llm.models.loader import load_tokenizer
-        from ludwig_llm.models.resolve import resolve_base_model
-
         path = resolve_base_model(self.config.base_model)
         tokenizer = load_tokenizer(path, trust_remote_code=self.config.model_parameters.trust_remote_code)
         data = prepare_data(self.config, tokenizer, dataset=dataset, training_set=training_set,
@@ -137,28 +127,7 @@ class LudwigLLM:
             print(debug_report(self.config, tokenizer, data.splits.train, rows=debug_rows, retriever=data.retriever))
         return data
 
-    def _finetune(self, config, data, tokenizer, base_model_path, labels, retriever, retrieval_dir, run_directory,
-                  skip_save_model, resume) -> dict:
-        from ludwig_llm.backends import create_backend
-        from ludwig_llm.backends.session import latest_checkpoint_in
-        from ludwig_llm.trainers.finetune import FineTuneJob
-
-        if not data.train:
-            raise UserError("the training split is empty: give more rows, or change preprocessing.split.")
-        if retriever is not None:
-            retriever.save(retrieval_dir)
-        job = FineTuneJob(config_dict=config.to_dict(), base_model_path=base_model_path, train_rows=list(data.train.examples),
-                          validation_rows=list(data.validation.examples), pad_token_id=tokenizer.pad_token_id,
-                          save_model=not skip_save_model, labels=labels,
-                          retriever_directory=retrieval_dir if retriever is not None else None)
-        resume_from = latest_checkpoint_in(run_directory) if resume else None
-        if resume and resume_from is None:
-            print(f"--resume: {run_directory} has no checkpoint yet; training starts from the beginning.")
-        return create_backend(config).run_finetune(job, run_directory, resume_from)
-
     def _resume_directory(self, resume: str, output_directory: str, experiment_name: str, model_name: str) -> str:
-        from ludwig_llm.schema import load_config
-
         run_directory = results.latest_run_directory(output_directory, experiment_name, model_name) if resume == "latest" else resume
         saved = os.path.join(run_directory, RUN_CONFIG)
         if not os.path.isfile(saved):
@@ -176,8 +145,6 @@ class LudwigLLM:
         config = self.config
 
         def build(train_df):
-            from ludwig_llm.inference.retrieval import build_retriever
-
             return build_retriever(retrieval, train_df, config.input_feature.column_name(),
                                    config.output_feature.column_name(), seed=config.trainer.seed)
 
@@ -198,8 +165,6 @@ class LudwigLLM:
 
     def _label_counts(self, splits) -> Optional[Dict[str, int]]:
         """{label: rows} of a category's training split, in order of first appearance (for the majority baseline)."""
-        from collections import Counter
-
         feature = self.config.output_feature
         if feature.type != "category":
             return None
@@ -221,19 +186,14 @@ class LudwigLLM:
 
     @classmethod
     def load(cls, model_path: str) -> "LudwigLLM":
-        """A trained model (a run's model/ directory) ready to predict and evaluate."""
-        from ludwig_llm.models.bundle import LazyBuiltModel, load_model_directory, load_retriever_for, read_model_directory
-
-        config, manifest = read_model_directory(model_path)
-        if config.backend.type == "ray":  # the prediction actors load the model; here only the tokenizer is needed
-            built = LazyBuiltModel(model_path, config)
-        else:
-            built = load_model_directory(model_path)[2]
-        instance = cls(config)
-        instance._loaded = _Loaded(model_path, manifest, built, load_retriever_for(model_path, config, manifest))
+        """A trained model (a run's model/ directory) ready to predict and evaluate, on the backend its config names."""
+        backend = create_backend(read_model_directory(model_path)[0])
+        loaded = backend.open_model(model_path)
+        instance = cls(loaded.config)  # one config object: changes to `instance.config` reach prediction
+        instance._backend, instance._loaded = backend, loaded
         return instance
 
-    def _require_loaded(self) -> _Loaded:
+    def _require_loaded(self):
         if self._loaded is None:
             raise UserError("this model is not trained or loaded: call train() and then LudwigLLM.load(<run>/model).")
         return self._loaded
@@ -241,12 +201,9 @@ class LudwigLLM:
     def predict(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
                 split: str = "full") -> PredictResult:
         """Predictions for every row of `dataset`, in its row order; written as Parquet and CSV."""
-        from ludwig_llm.inference.predict import predict_rows, select_split, write_predictions
-
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split)
-        predictions = predict_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size, retriever=loaded.retriever,
-                                   model_directory=loaded.directory)
+        predictions = self._backend.predict(loaded, df, batch_size=batch_size)
         directory = None
         if output_directory:
             directory = results.new_run_directory(output_directory, "predictions", "run")
@@ -256,12 +213,9 @@ class LudwigLLM:
     def evaluate(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
                  split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:
         """Predictions plus metrics against the dataset's targets; writes test_statistics.json."""
-        from ludwig_llm.inference.predict import evaluate_rows, select_split, write_predictions
-
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split, need_targets=True, manifest=loaded.manifest)
-        predictions, statistics = evaluate_rows(self.config, loaded.manifest, loaded.built, df, batch_size=batch_size,
-                                                retriever=loaded.retriever, model_directory=loaded.directory)
+        predictions, statistics = self._backend.evaluate(loaded, df, batch_size=batch_size)
         directory = write_into
         if directory is None and output_directory:
             directory = results.new_run_directory(output_directory, "evaluation", "run")

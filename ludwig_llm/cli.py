@@ -1,5 +1,5 @@
-"""The `ludwig_llm` command line. Heavy libraries are imported inside the handlers, so `--help`
-and `check_config` answer at once."""
+"""The `ludwig_llm` command line. The API (and with it torch) is imported inside the handlers that
+need it, so `--help` and the config commands answer at once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Callable, Dict, List, Optional
 
 import yaml
 
+from ludwig_llm import __version__
 from ludwig_llm.errors import ConfigValidationError, UserError
+from ludwig_llm.schema import load_config
+from ludwig_llm.schema.json_schema import config_json_schema
 
 DATASET_HELP = "CSV, TSV, JSON, JSONL or Parquet file, a directory saved with datasets' save_to_disk, or a Hugging Face dataset id."
 
@@ -92,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from ludwig_llm import __version__
-
     return f"ludwig_llm {__version__}"
 
 
@@ -110,26 +111,27 @@ def _write_or_print(text: str, output: Optional[str]) -> None:
 
 
 def _check_config(args) -> int:
-    from ludwig_llm.schema import load_config
-
     load_config(args.config)
     print(f"{args.config}: valid")
     return 0
 
 
 def _render_config(args) -> int:
-    from ludwig_llm.schema import load_config
-
     config = load_config(args.config)
     _write_or_print(yaml.safe_dump(config.to_dict(), sort_keys=False), args.output)
     return 0
 
 
 def _export_schema(args) -> int:
-    from ludwig_llm.schema.json_schema import config_json_schema
-
     _write_or_print(json.dumps(config_json_schema(), indent=2) + "\n", args.output)
     return 0
+
+
+def _api():
+    """The API class, imported on first use: it brings torch, which `--help` and the config commands never need."""
+    from ludwig_llm.api import LudwigLLM
+
+    return LudwigLLM
 
 
 def _datasets(args) -> Dict[str, Optional[str]]:
@@ -153,36 +155,28 @@ def _run_options(args) -> dict:
 
 
 def _train(args) -> int:
-    from ludwig_llm.api import LudwigLLM
-
-    model = LudwigLLM(args.config)
+    model = _api()(args.config)
     result = model.train(**_datasets(args), **_run_options(args))
     print(f"run directory: {result.run_directory}")
     return 0
 
 
 def _experiment(args) -> int:
-    from ludwig_llm.api import LudwigLLM
-
-    model = LudwigLLM(args.config)
+    model = _api()(args.config)
     result = model.experiment(**_datasets(args), **_run_options(args))
     print(f"run directory: {result.run_directory}")
     return 0
 
 
 def _predict(args) -> int:
-    from ludwig_llm.api import LudwigLLM
-
-    model = LudwigLLM.load(args.model_path)
+    model = _api().load(args.model_path)
     result = model.predict(args.dataset, batch_size=args.batch_size, output_directory=args.output_directory, split=args.split)
     print(f"predictions: {result.output_directory}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from ludwig_llm.api import LudwigLLM
-
-    model = LudwigLLM.load(args.model_path)
+    model = _api().load(args.model_path)
     result = model.evaluate(args.dataset, batch_size=args.batch_size, output_directory=args.output_directory, split=args.split)
     print(json.dumps(result.statistics, indent=2, default=str))
     print(f"evaluation: {result.output_directory}")
@@ -190,9 +184,7 @@ def _evaluate(args) -> int:
 
 
 def _preprocess(args) -> int:
-    from ludwig_llm.api import LudwigLLM
-
-    model = LudwigLLM(args.config)
+    model = _api()(args.config)
     model.preprocess(**_datasets(args), debug=args.debug, debug_rows=args.rows)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any, List
 
@@ -11,6 +12,29 @@ class UserError(Exception):
 
 
 _NO_VALUE = object()
+
+PREVIEW_CHARS = 80
+
+
+class _Preview(reprlib.Repr):
+    def repr_int(self, x, level):
+        if x.bit_length() > 1024:  # repr of a huge int is slow, and fails past 4300 digits
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+# reprlib stops walking a value at a few items per level, so the cost and the length of a preview are
+# bounded whatever the value's size (a YAML alias bomb expands to millions of items).
+_PREVIEW = _Preview()
+_PREVIEW.maxstring = _PREVIEW.maxother = _PREVIEW.maxlong = PREVIEW_CHARS - 20
+_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxdict = _PREVIEW.maxset = 6
+_PREVIEW.maxlevel = 3
+
+
+def preview(value: Any) -> str:
+    """``repr(value)`` cut to about 80 characters: what an error message echoes of a user's value."""
+    text = _PREVIEW.repr(value)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -25,7 +49,7 @@ class ConfigIssue:
         where = self.path or "<config>"
         if self.value is _NO_VALUE:
             return f"{where}: {self.message}"
-        return f"{where}: {self.message} (got {self.value!r})"
+        return f"{where}: {self.message} (got {preview(self.value)})"
 
 
 class ConfigValidationError(UserError):

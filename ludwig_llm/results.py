@@ -6,10 +6,11 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import time
 from importlib import metadata
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ludwig_llm.errors import UserError
 
@@ -19,6 +20,10 @@ TRAINING_STATISTICS = "training_statistics.json"
 TEST_STATISTICS = "test_statistics.json"
 DESCRIPTION = "description.json"
 PREDICTIONS = "predictions"
+CHECKPOINT_PREFIX = "step-"
+_CHECKPOINT_NAME = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}\d+$")
+_STAGING_SUFFIX = ".partial"  # a directory being written
+_REPLACED_SUFFIX = ".old"  # the directory being replaced, until the new one is in place
 
 _PACKAGES = ["ludwig_llm", "torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "ray"]
 
@@ -56,6 +61,60 @@ def latest_run_directory(output_directory: str, experiment_name: str, model_name
     if not runs:
         raise UserError(f"--resume: no earlier run '{prefix}' in {output_directory}.")
     return max(runs, key=os.path.getmtime)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def list_checkpoints(root: str) -> List[str]:
+    """The complete checkpoints in `root`, oldest first (a staged or replaced directory is not one)."""
+    if not os.path.isdir(root):
+        return []
+    return [os.path.join(root, name) for name in sorted(os.listdir(root)) if _CHECKPOINT_NAME.match(name)]
+
+
+def latest_checkpoint_in(run_directory: str) -> Optional[str]:
+    checkpoints = list_checkpoints(os.path.join(run_directory, CHECKPOINTS_DIR))
+    return checkpoints[-1] if checkpoints else None
+
+
+def prune_checkpoints(root: str, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints in `root`."""
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_directory_atomically(final: str, write: Callable[[str], None]) -> None:
+    """Write into a temporary sibling, then swap it in: a crash at any point leaves `final` complete, old or new.
+
+    An existing `final` is renamed aside, the new one renamed in, and only then is the old one deleted. A
+    failure between the two renames puts the old one back; a crash there leaves it as `<final>.old`, which
+    the next write (or `recover_directory`) restores first.
+    """
+    staging, replaced = final + _STAGING_SUFFIX, final + _REPLACED_SUFFIX
+    recover_directory(final)
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    write(staging)
+    had_old = os.path.exists(final)
+    if had_old:
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(final, replaced)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        if had_old:
+            os.replace(replaced, final)
+        raise
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def recover_directory(final: str) -> None:
+    """Put back the directory that a crash between the two renames of `write_directory_atomically` left aside."""
+    replaced = final + _REPLACED_SUFFIX
+    if not os.path.exists(final) and os.path.isdir(replaced):
+        os.replace(replaced, final)
 
 
 def write_json(path: str, data: Any) -> None:

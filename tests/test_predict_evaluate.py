@@ -82,7 +82,7 @@ def test_greedy_predict_equals_transformers_generate_and_keeps_row_order(text_mo
 
 def test_predict_renders_and_tokenizes_prompts_as_training_does(text_model, peft_reference, monkeypatch):
     """The ids generation starts from are the prompt part of the training rows, and equal the plain tokenizer's."""
-    import ludwig_llm.inference.generation as generation
+    import ludwig_llm.inference.predict as generation  # where predict calls generate
     from ludwig_llm.data.prompt import prompt_texts
     from ludwig_llm.data.tokenize import IGNORE_INDEX, encode_for_training
 
@@ -209,7 +209,7 @@ def test_evaluate_metrics_equal_reference_implementations(text_model, peft_refer
 
 
 def test_generation_metrics_can_be_switched_off(text_model, small_dataset, tmp_path, monkeypatch):
-    from ludwig_llm.inference import generation
+    from ludwig_llm.inference import predict as generation  # where predict calls generate
 
     with_generation = text_model.evaluate(small_dataset.head(3), output_directory=None).statistics["record"]
 
@@ -227,7 +227,7 @@ def test_generation_metrics_can_be_switched_off(text_model, small_dataset, tmp_p
 
 
 def test_evaluate_input_errors_are_clear_and_come_before_model_work(text_model, small_dataset, tmp_path, monkeypatch):
-    import ludwig_llm.inference.generation as generation
+    import ludwig_llm.inference.predict as generation  # where predict calls generate
 
     def fail(*args, **kwargs):
         raise AssertionError("the model ran before the input was checked")
@@ -347,7 +347,7 @@ def test_category_order_kept_across_batches(category_run):
 
 
 def test_category_unknown_label_is_a_clear_error_before_scoring(category_run, monkeypatch):
-    import ludwig_llm.inference.label_scoring as label_scoring
+    import ludwig_llm.inference.predict as label_scoring  # where predict calls score_labels
 
     def fail(*args, **kwargs):
         raise AssertionError("labels were scored before the targets were checked")
@@ -398,9 +398,9 @@ QUERIES = {"My engine makes a strange noise when I brake.": 1,
 
 def test_semantic_retrieval_is_saved_with_the_model_and_used_by_predict(make_config, tmp_path, monkeypatch, capsys):
     """trainer none + semantic retrieval: `train` saves the index in model/retrieval/, predict loads and uses it."""
-    import ludwig_llm.data.prompt as prompt_module
+    import ludwig_llm.inference.predict as prompt_module  # where predict renders the prompts
     from ludwig_llm.cli import main
-    from ludwig_llm.inference.retrieval import SemanticRetriever
+    from ludwig_llm.data.retrieval import SemanticRetriever
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = make_config(trainer={"type": "none", "_replace": True}, adapter=None, generation={"max_new_tokens": 2},

@@ -3,14 +3,8 @@
 ``make_tiny_llama`` writes a 2-layer LlamaForCausalLM (hidden size 64, 4 heads)
 and a matching byte-level BPE tokenizer to a directory, in the same layout a Hub
 checkpoint has, so the directory can be used anywhere a ``base_model`` is
-expected. Build it once per test session and share it::
-
-    import pytest
-    from tests.tiny_models import tiny_llama_dir
-
-    @pytest.fixture(scope="session")
-    def tiny_llama(tmp_path_factory):
-        return tiny_llama_dir(tmp_path_factory)
+expected. Tests do not call it: they take the session's one tiny model, the
+``tiny_model_dir`` fixture of tests/conftest.py (built once per session).
 
 The tokenizer is byte-level, so any text (emoji, any language) encodes without
 unknown tokens. Like Llama's, it prepends ``<s>`` and appends nothing; ``</s>``
@@ -111,8 +105,3 @@ def make_tiny_llama(directory, vocab_size: int = 384, seed: int = 0, **config_ov
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-
-
-def tiny_llama_dir(tmp_path_factory, **config_overrides) -> str:
-    """``make_tiny_llama`` in a fresh pytest temporary directory (see the module docstring)."""
-    return make_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), **config_overrides)

@@ -15,16 +15,20 @@ import shutil
 import tempfile
 from typing import Dict, Optional
 
+from ludwig_llm.data.split import SPLIT_NAMES
 from ludwig_llm.data.tokenize import EncodedRows, EncodingStats
 
 # Bump when the encoding itself changes (special tokens, truncation...), so old entries are not reused.
 CACHE_FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test")
+SPLITS = SPLIT_NAMES  # one file per split
+
+
+CACHE_ENV_VAR = "LUDWIG_LLM_CACHE"
 
 
 def cache_root() -> str:
-    """``$LUDWIG_LLM_CACHE``, else ``~/.cache/ludwig_llm``."""
-    return os.environ.get("LUDWIG_LLM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ludwig_llm")
+    """``$LUDWIG_LLM_CACHE``, else ``~/.cache/ludwig_llm``: converted models and tokenized datasets live below it."""
+    return os.path.expanduser(os.environ.get(CACHE_ENV_VAR) or os.path.join("~", ".cache", "ludwig_llm"))
 
 
 def datasets_cache_dir() -> str:
@@ -67,14 +71,21 @@ def tokenizer_fingerprint(tokenizer) -> Dict[str, object]:
     }
 
 
-def cache_key(config, tokenizer, data_fingerprint: str) -> str:
-    """Hash of the preprocessing, feature and prompt sections, the tokenizer and the data."""
+def cache_key(config, tokenizer, data_fingerprint: str, retrieval: Optional[dict] = None) -> str:
+    """Hash of the preprocessing, feature and prompt sections, the tokenizer, the data and the retriever.
+
+    ``retrieval`` describes the retriever that fills ``{__context__}`` (its ``metadata()``: type, k,
+    seed, embedding model...). The seed is not part of the prompt section (it comes from
+    ``trainer.seed`` or ``--random_seed``) yet it picks the few-shot examples, so without it a new seed
+    would reuse prompts rendered with the old examples.
+    """
     parts = {
         "version": CACHE_FORMAT_VERSION,
         "preprocessing": config.preprocessing.to_dict(),
         "input_feature": config.input_feature.to_dict(),
         "output_feature": config.output_feature.to_dict(),
         "prompt": config.prompt.to_dict(),
+        "retrieval": retrieval,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "data": data_fingerprint,
     }

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from typing import Any, Callable, Dict, Union
 
+import datasets
 import pandas as pd
 
 from ludwig_llm.errors import UserError
@@ -113,8 +115,6 @@ def _load_saved_dataset(path: str, name: str) -> pd.DataFrame:
     markers = ("dataset_info.json", "state.json", "dataset_dict.json")
     if not any(os.path.exists(os.path.join(path, marker)) for marker in markers):
         raise UserError(f"{name} is a directory but not a dataset saved with datasets' save_to_disk (no {' or '.join(markers)}).")
-    import datasets
-
     try:
         loaded = datasets.load_from_disk(path)
     except Exception as error:
@@ -123,8 +123,6 @@ def _load_saved_dataset(path: str, name: str) -> pd.DataFrame:
 
 
 def _load_hub_dataset(dataset_id: str, name: str) -> pd.DataFrame:
-    import datasets
-
     try:
         loaded = datasets.load_dataset(dataset_id)
     except Exception as error:
@@ -144,8 +142,6 @@ def _hf_to_pandas(loaded: Any, name: str) -> pd.DataFrame:
         return pd.concat([loaded[split].to_pandas() for split in loaded.keys()], ignore_index=True)
     skipped = [split for split in loaded.keys() if split not in SPLIT_NAME_CODES]
     if skipped:
-        import logging
-
         logging.getLogger(__name__).warning("%s: ignoring split(s) %s (only train/validation/test are used).", name, ", ".join(skipped))
     frames = []
     for split in known:

@@ -147,8 +147,10 @@ def prepare_data(
         retriever = retriever_factory(splits.train)
 
     fingerprint = _fingerprint(sources)
-    caching = use_cache and config.preprocessing.cache
-    key = encoded_cache.cache_key(config, tokenizer, fingerprint) if caching else None
+    # A retriever that cannot describe itself (no ``metadata()``) could change its examples unseen by the key.
+    retrieval = retriever.metadata() if hasattr(retriever, "metadata") else None
+    caching = use_cache and config.preprocessing.cache and (retriever is None or retrieval is not None)
+    key = encoded_cache.cache_key(config, tokenizer, fingerprint, retrieval) if caching else None
     encoded = encoded_cache.load_encoded(key) if caching else None
     cache_hit = encoded is not None
     if encoded is None:

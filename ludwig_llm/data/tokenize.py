@@ -24,6 +24,10 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+import torch
+from tqdm.auto import tqdm
+from transformers.trainer_pt_utils import DistributedLengthGroupedSampler
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the loss skips (torch's CrossEntropyLoss default)
@@ -98,8 +102,6 @@ def _chunks(items: Sequence, progress: Optional[object]) -> Iterator[Tuple[int, 
 def _progress_bar(total: int, description: str, enabled: bool):
     if not enabled or total == 0:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=description, unit="rows", leave=False)
 
 
@@ -258,8 +260,6 @@ class PaddingCollator:
         return padding + list(sequence) if self.padding_side == "left" else list(sequence) + padding
 
     def __call__(self, examples: Sequence[Dict[str, Sequence[int]]]):
-        import torch
-
         length = max(len(example["input_ids"]) for example in examples)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -284,8 +284,6 @@ def length_grouped_sampler(
     ``seed`` and the epoch: call ``sampler.set_epoch(epoch)`` each epoch for a new order that a
     resumed run reproduces. Use with ``DataLoader(dataset, batch_size=batch_size, sampler=...)``.
     """
-    from transformers.trainer_pt_utils import DistributedLengthGroupedSampler
-
     return DistributedLengthGroupedSampler(
         batch_size, lengths=list(lengths), num_replicas=num_replicas, rank=rank, seed=seed, drop_last=drop_last
     )

@@ -1,1 +1,1 @@
-"""Prediction: batched generation, label scoring for category outputs, and few-shot retrieval."""
+"""Prediction in this process: batched generation, label scoring for category outputs, teacher-forced evaluation."""

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig as HFGenerationConfig
+
+from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.schema.generation import GenerationConfig
 
@@ -55,30 +60,18 @@ def eos_token_ids(model, tokenizer) -> List[int]:
     return ids
 
 
-def pad_token_id(tokenizer) -> int:
-    if tokenizer.pad_token_id is not None:
-        return int(tokenizer.pad_token_id)
-    if tokenizer.eos_token_id is not None:
-        return int(tokenizer.eos_token_id)
-    raise UserError("The tokenizer has neither a padding nor an end-of-sequence token, so prompts cannot be batched.")
-
-
 def build_generation_config(model, tokenizer, config: GenerationConfig):
     """A ``transformers.GenerationConfig`` from our section, with the tokenizer's special token ids."""
-    from transformers import GenerationConfig as HFGenerationConfig
-
     eos = eos_token_ids(model, tokenizer)
     return HFGenerationConfig(
         **to_generation_kwargs(config),
-        pad_token_id=pad_token_id(tokenizer),
+        pad_token_id=pad_token_id_of(tokenizer),
         eos_token_id=eos if len(eos) != 1 else eos[0],
         bos_token_id=tokenizer.bos_token_id,
     )
 
 
 def model_device(model):
-    import torch
-
     for parameter in model.parameters():
         return parameter.device
     return torch.device("cpu")
@@ -86,8 +79,6 @@ def model_device(model):
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
     """(input_ids, attention_mask) tensors, each row right-aligned."""
-    import torch
-
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -144,9 +135,6 @@ def generate(
     ``model`` may be a plain transformers causal LM or a peft-wrapped one.
     Prompts must already hold any special tokens (bos) the model expects.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if not prompt_ids:
         return []
     if any(len(ids) == 0 for ids in prompt_ids):

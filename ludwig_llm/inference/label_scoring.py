@@ -24,11 +24,16 @@ choose labels that are not prefixes of one another.
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
+from ludwig_llm.inference.generation import left_pad, length_sorted_batches, model_device
 
 
 def prompt_wants_space(tokenizer, prompt_ids: Sequence[int], special_ids: Optional[Set[int]] = None) -> bool:
@@ -71,8 +76,6 @@ def label_ids_per_row(tokenizer, prompt_ids: List[List[int]], labels: Sequence[s
 
 
 def _accepts_logits_to_keep(model) -> bool:
-    import inspect
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
@@ -81,10 +84,6 @@ def _pair_log_likelihoods(
     model, sequences: List[Tuple[List[int], List[int]]], pad_id: int, device, logits_to_keep: bool
 ) -> List[float]:
     """Summed label log-probabilities for one batch of (prompt, label) pairs, in one forward pass."""
-    import torch
-
-    from ludwig_llm.inference.generation import left_pad
-
     # Left padding puts every label at the end of its row, so only the last
     # (longest label + 1) positions need logits, not the whole vocabulary
     # projection of every prompt position.
@@ -105,11 +104,6 @@ def label_log_likelihoods(
     model, tokenizer, prompt_ids: List[List[int]], labels: Sequence[str], *, batch_size: int = 8, progress: bool = True
 ) -> np.ndarray:
     """(rows, labels) array of each label's summed token log-probability after each prompt."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from ludwig_llm.inference.generation import length_sorted_batches, model_device, pad_token_id
-
     if not labels:
         raise UserError("Cannot score an empty label set.")
     if any(len(ids) == 0 for ids in prompt_ids):
@@ -119,7 +113,7 @@ def label_log_likelihoods(
         pairs.extend((row, j, ids, label_ids[j]) for j in range(len(labels)))
 
     scores = np.zeros((len(prompt_ids), len(labels)), dtype=np.float64)
-    pad_id, device, keep = pad_token_id(tokenizer), model_device(model), _accepts_logits_to_keep(model)
+    pad_id, device, keep = pad_token_id_of(tokenizer), model_device(model), _accepts_logits_to_keep(model)
     was_training = model.training
     model.eval()
     try:

@@ -1,15 +1,32 @@
-"""Predict and evaluate a table of rows with a loaded model: the same prompt rendering as training."""
+"""Predict and evaluate rows with a loaded model in this process: the same prompt rendering as training.
+
+Everything here is local. The backend (``ludwig_llm.backends``) decides where the model runs: the local
+backend calls `predict_from_ids` and `teacher_forced_statistics` here, and so does each Ray actor on its
+share of the rows.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import pandas as pd
+
+from ludwig_llm.data.load import load_table, source_name
+from ludwig_llm.data.prompt import PromptRenderer, cell_text, prompt_texts
+from ludwig_llm.data.split import sample_table, split_table
+from ludwig_llm.data.tokenize import IGNORE_INDEX, PaddingCollator, encode_for_training, encode_prompts, pad_token_id_of
 from ludwig_llm.errors import UserError
+from ludwig_llm.inference.generation import generate, model_device
+from ludwig_llm.inference.label_scoring import score_labels
+from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
+from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
+from ludwig_llm.metrics.text import generation_metrics
+from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS
 
-SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
-# Manifest `extra` key: {label: count} of the training split, in order of first appearance (category outputs).
-TRAIN_LABEL_COUNTS = "train_label_counts"
+# The --split choices, by the attribute of data.split's Splits that holds those rows.
+SPLIT_CHOICES = {"training": "train", "validation": "validation", "test": "test"}
 
 
 def select_split(config, dataset, split: str, *, need_targets: bool = False, manifest=None):
@@ -19,23 +36,19 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
     ``manifest`` too that a category's labels are known to the model) are checked first, so bad input
     fails with a message that names the dataset before any model work.
     """
-    from ludwig_llm.data.load import load_table, source_name
-    from ludwig_llm.data.prompt import PromptRenderer
-    from ludwig_llm.data.split import sample_table, split_table
-
     name = source_name(dataset, "dataset")
     df = load_table(dataset)
     PromptRenderer(config).check_columns(df, where=name)
     if split != "full":
-        df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_NAMES[split])
+        df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:
             raise UserError(f"the {split} split of {name} is empty (see preprocessing.split); use another --split.")
     if need_targets:
-        _targets(config, df, where=name, manifest=manifest)
+        targets_of(config, df, where=name, manifest=manifest)
     return df
 
 
-def _batch_size(batch_size: Optional[int], config) -> int:
+def resolve_batch_size(batch_size: Optional[int], config) -> int:
     if batch_size is None:
         return config.trainer.eval_batch_size
     if batch_size < 1:
@@ -43,14 +56,12 @@ def _batch_size(batch_size: Optional[int], config) -> int:
     return batch_size
 
 
-def _labels(config, manifest) -> list:
+def labels_of(config, manifest) -> list:
     return list(manifest.labels or config.output_feature.vocab or [])
 
 
-def _targets(config, df, *, where: str = "dataset", manifest=None) -> list:
+def targets_of(config, df, *, where: str = "dataset", manifest=None) -> list:
     """The output feature's targets as text; a UserError for a missing column, empty cells or (given the manifest) unknown labels."""
-    from ludwig_llm.data.prompt import cell_text
-
     feature = config.output_feature
     column = feature.column_name()
     if column not in df.columns:
@@ -62,7 +73,7 @@ def _targets(config, df, *, where: str = "dataset", manifest=None) -> list:
                         f"first at row {int(missing.argmax())} (counting from 0); fill or remove those rows.")
     targets = [cell_text(v) for v in df[column].tolist()]
     if manifest is not None and feature.type == "category":
-        labels = _labels(config, manifest)
+        labels = labels_of(config, manifest)
         unknown = sorted(set(targets) - set(labels))
         if unknown:
             raise UserError(f"cannot evaluate: column '{column}' of {where} has {len(unknown)} label(s) the model does not know: "
@@ -70,42 +81,20 @@ def _targets(config, df, *, where: str = "dataset", manifest=None) -> list:
     return targets
 
 
-def _model_inputs(config, built, df, retriever):
-    from ludwig_llm.data.prompt import PromptRenderer, prompt_texts
-    from ludwig_llm.data.tokenize import encode_prompts
-
+def model_inputs(config, tokenizer, df, retriever) -> Tuple[List[str], List[List[int]]]:
+    """(prompt texts, prompt token ids) of every row, rendered and tokenized as in training."""
     if len(df) == 0:
         raise UserError("the dataset to predict has no rows.")
     PromptRenderer(config, retriever=retriever).check_columns(df, where="dataset")
-    prompts = prompt_texts(df, built.tokenizer, config, retriever=retriever)
-    return prompts, encode_prompts(prompts, built.tokenizer, config)
+    prompts = prompt_texts(df, tokenizer, config, retriever=retriever)
+    return prompts, encode_prompts(prompts, tokenizer, config)
 
 
-def predict_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None,
-                 model_directory: Optional[str] = None):
-    """A DataFrame of predictions, one row per input row, in the input's order.
-
-    With `model_directory` (where `built` was loaded from) and `backend.type: ray`, the model runs on Ray actors.
-    """
-    batch_size = _batch_size(batch_size, config)
-    _, prompt_ids = _model_inputs(config, built, df, retriever)
-    return _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory=model_directory)
-
-
-def _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory: Optional[str] = None,
-                      progress: bool = True):
-    import pandas as pd
-
-    if model_directory is not None and config.backend.type == "ray":
-        # Same prompts and token ids as here; the Ray Data actors run this function (without model_directory).
-        from ludwig_llm.backends.ray import RayBackend
-
-        return RayBackend(config).predict_rows(model_directory, prompt_ids, batch_size)
+def predict_from_ids(config, manifest, built, prompt_ids, batch_size: int, progress: bool = True) -> pd.DataFrame:
+    """Predictions for tokenized prompts with the model in this process; one row per prompt, in order."""
     feature = config.output_feature
     if feature.type == "category":
-        from ludwig_llm.inference.label_scoring import score_labels
-
-        labels = _labels(config, manifest)
+        labels = labels_of(config, manifest)
         probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
         best = probabilities.argmax(axis=1)
         columns = {
@@ -115,47 +104,67 @@ def _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_dir
         for j, label in enumerate(labels):
             columns[f"{feature.name}_probabilities_{label}"] = probabilities[:, j]
         return pd.DataFrame(columns)
-    from ludwig_llm.inference.generation import generate
-
     texts = generate(built.model, built.tokenizer, prompt_ids, config.generation, batch_size=batch_size, progress=progress)
     return pd.DataFrame({f"{feature.name}_response": texts})
 
 
-def evaluate_rows(config, manifest, built, df, *, batch_size: Optional[int] = None, retriever=None,
-                  model_directory: Optional[str] = None) -> Tuple[object, dict]:
-    """(predictions, statistics) against the targets in the output feature's column (predictions as in `predict_rows`;
-    None for a text output whose `generation_metrics` is off, since then nothing is generated).
+def teacher_forcing_rows(config, tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> List[dict]:
+    """Prompt + target token rows with their loss labels, as the model was trained on them."""
+    return list(encode_for_training(prompts, targets, tokenizer, config).examples)
 
-    Targets are checked before any model work. For a category, the statistics also hold the accuracy of
-    always predicting the training split's most frequent label, when the model recorded its label counts.
-    """
+
+def teacher_forced_statistics(built, rows: List[dict], batch_size: int) -> dict:
+    """Loss, perplexity and next-token accuracy of the targets in `rows`, with the model in this process."""
+    return teacher_forced_metrics(built.model, rows, batch_size=batch_size, collate=PaddingCollator(pad_token_id_of(built.tokenizer)),
+                                  device=model_device(built.model))
+
+
+def scored_tokens(rows: Sequence[dict]) -> int:
+    """Target tokens that teacher forcing scores in `rows` (each label after the first that carries loss)."""
+    return sum(sum(label != IGNORE_INDEX for label in row["labels"][1:]) for row in rows)
+
+
+def combine_teacher_forced(parts: Sequence[dict]) -> dict:
+    """One set of teacher-forced statistics from those of disjoint shares of the rows, each with its `tokens`."""
+    tokens = sum(part["tokens"] for part in parts if part["tokens"])
+    if not tokens:
+        return {"loss": math.nan, "perplexity": math.nan, "next_token_accuracy": math.nan}
+    loss = sum(part["loss"] * part["tokens"] for part in parts if part["tokens"]) / tokens
+    accuracy = sum(part["next_token_accuracy"] * part["tokens"] for part in parts if part["tokens"]) / tokens
+    perplexity = math.exp(loss) if loss < 709 else math.inf  # math.exp overflows beyond ~709
+    return {"loss": loss, "perplexity": perplexity, "next_token_accuracy": accuracy}
+
+
+def evaluation_statistics(config, manifest, targets: List[str], predictions: Optional[pd.DataFrame],
+                          teacher_forced: Optional[dict]) -> dict:
+    """The output feature's metrics against `targets`: a category's from its predictions (plus the majority
+    baseline when the model recorded its training label counts), a text's from teacher forcing plus, when
+    `predictions` were generated, the generation metrics."""
     feature = config.output_feature
-    targets = _targets(config, df, manifest=manifest)
-    batch_size = _batch_size(batch_size, config)
-    prompts, prompt_ids = _model_inputs(config, built, df, retriever)
-    if feature.type == "text" and not feature.generation_metrics:
-        # Loss, perplexity and next-token accuracy need no generated text: skip the slowest part.
-        return None, {feature.name: {**_text_statistics(config, built, prompts, targets, None, batch_size), "rows": len(df)}}
-    predictions = _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_directory=model_directory)
     if feature.type == "category":
-        from ludwig_llm.metrics.category import category_metrics
-
-        labels = _labels(config, manifest)
+        labels = labels_of(config, manifest)
         probability_columns = [f"{feature.name}_probabilities_{label}" for label in labels]
         # A writable float copy: pandas may hand out a read-only view, which torch warns about.
         probabilities = predictions[probability_columns].to_numpy(dtype="float64", copy=True)
         statistics = category_metrics(targets, predictions[f"{feature.name}_predictions"].tolist(), probabilities, labels)
         statistics.update(_majority_baseline(manifest, targets))
     else:
-        statistics = _text_statistics(config, built, prompts, targets, predictions[f"{feature.name}_response"].tolist(), batch_size)
-    statistics["rows"] = len(df)
-    return predictions, {feature.name: statistics}
+        statistics = dict(teacher_forced)
+        if predictions is not None:
+            statistics.update(generation_metrics(predictions[f"{feature.name}_response"].tolist(), targets))
+    statistics["rows"] = len(targets)
+    return {feature.name: statistics}
+
+
+def needs_generation(config) -> bool:
+    """False for a text output whose `generation_metrics` is off: loss, perplexity and next-token accuracy
+    need no generated text, so evaluation skips the slowest part."""
+    feature = config.output_feature
+    return feature.type != "text" or feature.generation_metrics
 
 
 def _majority_baseline(manifest, targets) -> dict:
     """``majority_label`` and ``majority_baseline_accuracy`` from the training label counts saved with the model (if any)."""
-    from ludwig_llm.metrics.category import majority_baseline_accuracy
-
     counts = (manifest.extra or {}).get(TRAIN_LABEL_COUNTS)
     if not counts:
         return {}
@@ -164,20 +173,6 @@ def _majority_baseline(manifest, targets) -> dict:
         "majority_label": max(counts, key=counts.get),  # the first of equals, as majority_baseline_accuracy picks it
         "majority_baseline_accuracy": majority_baseline_accuracy(targets, train_labels),
     }
-
-
-def _text_statistics(config, built, prompts, targets, generated, batch_size) -> dict:
-    from ludwig_llm.data.tokenize import PaddingCollator, encode_for_training
-    from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
-    from ludwig_llm.metrics.text import generation_metrics
-
-    encoded = encode_for_training(prompts, targets, built.tokenizer, config)
-    device = next(built.model.parameters()).device
-    statistics = teacher_forced_metrics(built.model, list(encoded.examples), batch_size=batch_size,
-                                        collate=PaddingCollator(built.tokenizer.pad_token_id), device=device)
-    if generated is not None:
-        statistics.update(generation_metrics(generated, targets))
-    return statistics
 
 
 def write_predictions(predictions, directory: str) -> None:

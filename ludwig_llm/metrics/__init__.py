@@ -1,8 +1,4 @@
-"""Evaluation metrics backed by torchmetrics, sacrebleu and rouge-score.
-
-The submodules import those libraries lazily (inside functions), so importing this
-package stays cheap for the CLI.
-"""
+"""Evaluation metrics backed by torchmetrics, sacrebleu and rouge-score."""
 
 from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
 from ludwig_llm.metrics.text import IGNORE_INDEX, TokenLossAccumulator, generation_metrics

@@ -1,15 +1,22 @@
-"""Classification metrics for category outputs, computed with torchmetrics.
-
-torch and torchmetrics are imported inside functions so importing this module is cheap.
-"""
+"""Classification metrics for category outputs, computed with torchmetrics."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+import torch
+from torchmetrics.classification import (
+    BinaryAUROC,
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 
 def category_metrics(
@@ -43,15 +50,6 @@ def category_metrics(
             left out). ``None`` if ``probabilities`` is None or fewer than two
             labels occur in ``true_labels``.
     """
-    import torch
-    from torchmetrics.classification import (
-        MulticlassAccuracy,
-        MulticlassConfusionMatrix,
-        MulticlassF1Score,
-        MulticlassPrecision,
-        MulticlassRecall,
-    )
-
     if len(true_labels) != len(predicted_labels):
         raise ValueError(f"{len(true_labels)} true labels but {len(predicted_labels)} predictions")
     if not true_labels:
@@ -91,11 +89,6 @@ def category_metrics(
 
 
 def _roc_auc(target, probabilities, n: int) -> float | None:
-    import warnings
-
-    import torch
-    from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
-
     present = sorted(set(target.tolist()))
     if probabilities is None or len(present) < 2:
         return None

@@ -1,20 +1,18 @@
-"""Text-generation metrics and teacher-forced token loss.
-
-torch, torchmetrics, sacrebleu and rouge_score are imported inside functions so that
-importing this module (which the CLI does) stays cheap.
-"""
+"""Text-generation metrics and teacher-forced token loss."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import warnings
 
-if TYPE_CHECKING:
-    import torch
+import sacrebleu
+import torch
+import torch.nn.functional as F
+from rouge_score import rouge_scorer
+from torchmetrics import MeanMetric
+from torchmetrics.text import CharErrorRate
 
-# Label value for positions that carry no loss (prompt tokens, padding); the same
-# convention as torch.nn.CrossEntropyLoss and Hugging Face causal LMs.
-IGNORE_INDEX = -100
+from ludwig_llm.data.tokenize import IGNORE_INDEX
 
 
 def generation_metrics(predictions: list[str], targets: list[str]) -> dict[str, float]:
@@ -35,10 +33,6 @@ def generation_metrics(predictions: list[str], targets: list[str]) -> dict[str, 
         raise ValueError(f"{len(predictions)} predictions but {len(targets)} targets")
     if not predictions:
         raise ValueError("generation_metrics needs at least one row")
-
-    import sacrebleu
-    from rouge_score import rouge_scorer
-    from torchmetrics.text import CharErrorRate
 
     rouge_types = ["rouge1", "rouge2", "rougeL"]
     scorer = rouge_scorer.RougeScorer(rouge_types, use_stemmer=True)
@@ -69,8 +63,6 @@ class TokenLossAccumulator:
     """
 
     def __init__(self, shift_labels: bool = True, ignore_index: int = IGNORE_INDEX):
-        from torchmetrics import MeanMetric
-
         self.shift_labels = shift_labels
         self.ignore_index = ignore_index
         self._nll = MeanMetric()
@@ -78,9 +70,6 @@ class TokenLossAccumulator:
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a batch: ``logits`` is (batch, seq, vocab), ``labels`` is (batch, seq)."""
-        import torch
-        import torch.nn.functional as F
-
         if self.shift_labels:
             logits, labels = logits[:, :-1], labels[:, 1:]
         keep = labels != self.ignore_index
@@ -101,8 +90,6 @@ class TokenLossAccumulator:
     def compute(self) -> dict[str, float]:
         """Return ``loss`` (mean NLL per scored token, nats), ``perplexity`` and
         ``next_token_accuracy``. All are NaN if no token was scored."""
-        import warnings
-
         with warnings.catch_warnings():
             # MeanMetric warns when empty; we report NaN for that case instead.
             warnings.simplefilter("ignore")

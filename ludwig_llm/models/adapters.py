@@ -8,57 +8,31 @@ import json
 import os
 import tempfile
 
+import torch
+from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from peft.utils import load_peft_weights
+from transformers import AutoModelForCausalLM
+
 from ludwig_llm.errors import UserError
-
-# Our adapter type -> peft config class. Our names are peft's PeftType values
-# lower-cased, which is how a saved adapter_config.json is matched back.
-ADAPTER_CONFIG_CLASSES = {
-    "lora": "LoraConfig",
-    "adalora": "AdaLoraConfig",
-    "ia3": "IA3Config",
-    "prefix_tuning": "PrefixTuningConfig",
-    "prompt_tuning": "PromptTuningConfig",
-    "p_tuning": "PromptEncoderConfig",
-    "loha": "LoHaConfig",
-    "lokr": "LoKrConfig",
-    "vera": "VeraConfig",
-}
-
-# Our short parameter names -> peft's field names, per adapter type. Anything
-# not listed is passed to peft under its own name.
-PARAM_RENAMES = {
-    "lora": {"alpha": "lora_alpha", "dropout": "lora_dropout"},
-    "adalora": {"alpha": "lora_alpha", "dropout": "lora_dropout"},
-    "loha": {"dropout": "module_dropout"},
-    "lokr": {"dropout": "module_dropout"},
-    "vera": {"dropout": "vera_dropout"},
-    "p_tuning": {"dropout": "encoder_dropout"},
-    "ia3": {},
-    "prefix_tuning": {},
-    "prompt_tuning": {},
-}
-
-# Adapters that add virtual tokens instead of changing weights: nothing to merge.
-PROMPT_LEARNING_TYPES = {"prefix_tuning", "prompt_tuning", "p_tuning"}
+from ludwig_llm.models.loader import hf_token, is_quantized
+from ludwig_llm.schema.registry import adapter_registry, load_implementation
 
 # Set by us, never by the user.
 _RESERVED_FIELDS = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision"}
 
 
-def _normalize_type(adapter_type: str) -> str:
+def adapter_type_name(adapter_type: str) -> str:
+    """The registered name of an adapter type given in any case; the same as peft's PeftType, lower-cased."""
     normalized = str(adapter_type).strip().lower()
-    if normalized not in ADAPTER_CONFIG_CLASSES:
-        raise UserError(
-            f"Unknown adapter type {adapter_type!r}; valid types: {', '.join(ADAPTER_CONFIG_CLASSES)}."
-        )
+    if normalized not in adapter_registry:
+        raise UserError(f"Unknown adapter type {adapter_type!r}; valid types: {', '.join(map(str, adapter_registry))}.")
     return normalized
 
 
-def _rename_params(adapter_type: str, params: dict) -> dict:
-    renames = PARAM_RENAMES[adapter_type]
+def _rename_params(schema, params: dict) -> dict:
     renamed = {}
     for key, value in params.items():
-        target = renames.get(key, key)
+        target = schema.peft_field_names.get(key, key)
         if target in renamed:
             raise UserError(f"adapter parameters {key!r} and {target!r} mean the same thing; give only one.")
         renamed[target] = value
@@ -67,19 +41,16 @@ def _rename_params(adapter_type: str, params: dict) -> dict:
 
 def build_peft_config(adapter_type: str, params: dict | None):
     """A peft config for a causal LM from our adapter type and parameters."""
-    import peft
-
-    adapter_type = _normalize_type(adapter_type)
-    config_class = getattr(peft, ADAPTER_CONFIG_CLASSES[adapter_type])
-    kwargs = _rename_params(adapter_type, dict(params or {}))
+    schema = adapter_registry.get(adapter_type_name(adapter_type))  # names the peft config class and the renames
+    config_class = load_implementation(schema)
+    kwargs = _rename_params(schema, dict(params or {}))
 
     accepted = {field.name for field in dataclasses.fields(config_class)} - _RESERVED_FIELDS
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        aliases = sorted(PARAM_RENAMES[adapter_type])
         raise UserError(
             f"Unknown parameter(s) for adapter {adapter_type!r}: {', '.join(unknown)}. "
-            f"Valid: {', '.join(sorted(accepted | set(aliases)))}."
+            f"Valid: {', '.join(sorted(accepted | set(schema.peft_field_names)))}."
         )
     try:
         return config_class(task_type="CAUSAL_LM", **kwargs)
@@ -110,15 +81,13 @@ def apply_adapter(
     ``params`` is ignored; ``adapter_type``, if given, must match it.
     A quantized model should go through ``loader.prepare_for_kbit_training`` first.
     """
-    from peft import PeftModel, get_peft_model
-
     if pretrained_adapter_weights:
         pretrained_adapter_weights = os.path.expanduser(pretrained_adapter_weights)
         _check_saved_adapter(pretrained_adapter_weights, adapter_type)
         if is_trainable and _is_prompt_learning(pretrained_adapter_weights):
             return _load_trainable_prompt_learning_adapter(model, pretrained_adapter_weights)
         peft_model = PeftModel.from_pretrained(
-            model, pretrained_adapter_weights, is_trainable=is_trainable, token=_token()
+            model, pretrained_adapter_weights, is_trainable=is_trainable, token=hf_token()
         )
     elif adapter_type is None:
         raise UserError("An adapter type is needed to create a new adapter.")
@@ -137,29 +106,18 @@ def _freeze(peft_model) -> None:
 
 
 def _is_prompt_learning(adapter_path: str) -> bool:
-    from peft import PeftConfig
-
-    return PeftConfig.from_pretrained(adapter_path, token=_token()).is_prompt_learning
+    return PeftConfig.from_pretrained(adapter_path, token=hf_token()).is_prompt_learning
 
 
 def _load_trainable_prompt_learning_adapter(model, adapter_path: str):
     # peft's PeftModel.from_pretrained refuses is_trainable=True for prompt
     # learning adapters, so continuing their training means building a fresh
     # adapter from the saved config and loading the saved weights into it.
-    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    config = PeftConfig.from_pretrained(adapter_path, token=_token())
+    config = PeftConfig.from_pretrained(adapter_path, token=hf_token())
     config.inference_mode = False
     peft_model = get_peft_model(model, config)
-    set_peft_model_state_dict(peft_model, load_peft_weights(adapter_path, token=_token()))
+    set_peft_model_state_dict(peft_model, load_peft_weights(adapter_path, token=hf_token()))
     return peft_model
-
-
-def _token():
-    from ludwig_llm.models.loader import hf_token
-
-    return hf_token()
 
 
 def _check_saved_adapter(adapter_path: str, adapter_type: str | None) -> None:
@@ -169,7 +127,7 @@ def _check_saved_adapter(adapter_path: str, adapter_type: str | None) -> None:
     if not os.path.isfile(os.path.join(adapter_path, "adapter_config.json")):
         raise UserError(f"pretrained_adapter_weights {adapter_path} is not a saved adapter (no adapter_config.json).")
     saved_type = saved_adapter_type(adapter_path)
-    if adapter_type is not None and saved_type and _normalize_type(adapter_type) != saved_type:
+    if adapter_type is not None and saved_type and adapter_type_name(adapter_type) != saved_type:
         raise UserError(
             f"The adapter in {adapter_path} is of type {saved_type!r}, but the config asks for {adapter_type!r}."
         )
@@ -192,14 +150,13 @@ def merge_and_save(
     ``peft_model`` still computes the same outputs afterwards, but its adapter
     layers are gone, so save the adapter *before* merging.
     """
-    adapter_type = str(peft_model.peft_config[peft_model.active_adapter].peft_type.value).lower()
-    if adapter_type in PROMPT_LEARNING_TYPES:
+    peft_config = peft_model.peft_config[peft_model.active_adapter]
+    adapter_type = str(peft_config.peft_type.value).lower()
+    if peft_config.is_prompt_learning:
         raise UserError(
             f"A {adapter_type} adapter adds virtual tokens and cannot be merged into the model weights; "
             "save the adapter itself instead."
         )
-    from ludwig_llm.models.loader import is_quantized
-
     if quantized or is_quantized(peft_model.get_base_model()):
         merged = _merge_into_full_precision_base(peft_model, trust_remote_code)
     else:
@@ -213,10 +170,6 @@ def merge_and_save(
 
 
 def _merge_into_full_precision_base(peft_model, trust_remote_code: bool):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     adapter_name = peft_model.active_adapter
     base = peft_model.get_base_model()
     base_path = peft_model.peft_config[adapter_name].base_model_name_or_path or base.config.name_or_path
@@ -226,7 +179,7 @@ def _merge_into_full_precision_base(peft_model, trust_remote_code: bool):
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     full_base = AutoModelForCausalLM.from_pretrained(
-        base_path, config=config, dtype=torch.float32, token=_token(), trust_remote_code=trust_remote_code
+        base_path, config=config, dtype=torch.float32, token=hf_token(), trust_remote_code=trust_remote_code
     )
     with tempfile.TemporaryDirectory(prefix="ludwig_llm_adapter_") as adapter_dir:
         peft_model.save_pretrained(adapter_dir, selected_adapters=[adapter_name])

@@ -15,14 +15,21 @@ from typing import Any, List, Optional
 
 import yaml
 
+from ludwig_llm.data.retrieval import RETRIEVAL_DIR, load_retriever
 from ludwig_llm.errors import UserError
+from ludwig_llm.models.adapters import merge_and_save
+from ludwig_llm.models.build import build_llm
+from ludwig_llm.models.loader import load_tokenizer
+from ludwig_llm.models.resolve import resolve_base_model
 from ludwig_llm.results import read_json, write_json
+from ludwig_llm.schema import load_config
 
 CONFIG_FILE = "ludwig_llm_config.yaml"
 MANIFEST_FILE = "ludwig_llm_model.json"
 MERGED_DIR = "merged"
-RETRIEVAL_DIR = "retrieval"
 FORMAT_VERSION = 1
+# Manifest `extra` key: {label: count} of the training split, in order of first appearance (category outputs).
+TRAIN_LABEL_COUNTS = "train_label_counts"
 
 
 @dataclass
@@ -40,8 +47,6 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
                          labels: Optional[List[str]] = None, retriever=None, merge: bool = False,
                          quantized: bool = False, extra: Optional[dict] = None) -> None:
     """Write a model directory (see the module docstring); ``extra`` is stored in the manifest as is."""
-    from ludwig_llm.models.adapters import merge_and_save
-
     os.makedirs(directory, exist_ok=True)
     if model is not None and weights in ("adapter", "full"):
         unwrapped = getattr(model, "module", model)  # DDP wraps the model
@@ -60,8 +65,6 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
 
 def read_model_directory(directory: str):
     """(config, manifest) of a saved model, or a UserError saying why this is not one."""
-    from ludwig_llm.schema import load_config
-
     if not os.path.isdir(directory):
         raise UserError(f"--model_path {directory} does not exist or is not a directory.")
     manifest_path = os.path.join(directory, MANIFEST_FILE)
@@ -77,17 +80,16 @@ def read_model_directory(directory: str):
 
 def load_model_directory(directory: str, padding_side: str = "left"):
     """(config, manifest, BuiltModel) ready for inference."""
-    from ludwig_llm.models.build import build_llm
-    from ludwig_llm.models.resolve import resolve_base_model
-
     config, manifest = read_model_directory(directory)
+    return config, manifest, _build_saved(directory, config, manifest, padding_side)
+
+
+def _build_saved(directory: str, config, manifest: Manifest, padding_side: str):
     if manifest.weights == "full":
-        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
-    else:
-        base = _base_model_path(config.base_model, manifest.base_model, resolve_base_model)
-        adapter_path = directory if manifest.weights == "adapter" else None
-        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=base, adapter_path=adapter_path)
-    return config, manifest, built
+        return build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
+    base = _base_model_path(config.base_model, manifest.base_model)
+    adapter_path = directory if manifest.weights == "adapter" else None
+    return build_llm(config, for_training=False, padding_side=padding_side, base_model_path=base, adapter_path=adapter_path)
 
 
 class LazyBuiltModel:
@@ -98,8 +100,6 @@ class LazyBuiltModel:
     """
 
     def __init__(self, directory: str, config, padding_side: str = "left"):
-        from ludwig_llm.models.loader import load_tokenizer
-
         self._directory, self._padding_side = directory, padding_side
         self._built = None
         self.tokenizer = load_tokenizer(directory, trust_remote_code=config.model_parameters.trust_remote_code,
@@ -117,11 +117,11 @@ class LazyBuiltModel:
         return getattr(self._built, name)
 
 
-def _base_model_path(configured: str, saved: str, resolve) -> str:
+def _base_model_path(configured: str, saved: str) -> str:
     # Re-resolving the configured name works on another machine; the saved path is the fallback
     # for a local directory that the config named relatively.
     try:
-        return resolve(configured)
+        return resolve_base_model(configured)
     except UserError:
         if os.path.isdir(saved):
             return saved
@@ -131,6 +131,22 @@ def _base_model_path(configured: str, saved: str, resolve) -> str:
 def load_retriever_for(directory: str, config, manifest: Manifest) -> Any:
     if not manifest.has_retrieval:
         return None
-    from ludwig_llm.inference.retrieval import load_retriever
-
     return load_retriever(os.path.join(directory, RETRIEVAL_DIR), config.prompt.retrieval)
+
+
+@dataclass
+class SavedModel:
+    """A model directory opened for prediction: its config, manifest, model and few-shot retriever."""
+
+    directory: str
+    config: Any
+    manifest: Manifest
+    built: Any  # a BuiltModel, or a LazyBuiltModel that loads the weights on first use
+    retriever: Any = None
+
+
+def open_model_directory(directory: str, *, lazy: bool = False) -> SavedModel:
+    """The saved model in `directory`; with `lazy`, only its tokenizer loads now (the weights on first use)."""
+    config, manifest = read_model_directory(directory)
+    built = LazyBuiltModel(directory, config) if lazy else _build_saved(directory, config, manifest, "left")
+    return SavedModel(directory, config, manifest, built, load_retriever_for(directory, config, manifest))

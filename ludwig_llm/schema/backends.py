@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option, typed_union
@@ -12,6 +12,8 @@ from ludwig_llm.schema.registry import backend_registry, strategy_registry
 class BaseBackendConfig(BaseConfig):
     """Common to every backend type."""
 
+    implementation: ClassVar[str]  # the backend class, "module:Class"; imported only when this type is chosen
+
 
 @backend_registry.register("local")
 @config_class
@@ -19,11 +21,15 @@ class LocalBackendConfig(BaseBackendConfig):
     """Runs everything in this process, on its GPU if it has one."""
 
     title = "Local"
+    implementation = "ludwig_llm.backends.local:LocalBackend"
     type: str = option("local", "Backend type.", choices=["local"], impact=Impact.HIGH)
 
 
 class BaseStrategyConfig(BaseConfig):
     """Common to every distribution strategy."""
+
+    implementation: ClassVar[str]  # the strategy class, "module:Class"
+    needs_package: ClassVar[Optional[str]] = None  # what every worker must have installed; checked before training starts
 
 
 @strategy_registry.register("ddp")
@@ -34,6 +40,7 @@ class DDPStrategyConfig(BaseStrategyConfig):
     with an adapter only the adapter's gradients travel."""
 
     title = "DDP"
+    implementation = "ludwig_llm.trainers.strategies:Strategy"
     type: str = option("ddp", "Strategy type.", choices=["ddp"], impact=Impact.HIGH)
 
 
@@ -45,6 +52,7 @@ class FSDPStrategyConfig(BaseStrategyConfig):
     whose full fine-tuning does not fit on one worker."""
 
     title = "FSDP"
+    implementation = "ludwig_llm.trainers.strategies:FSDPStrategy"
     type: str = option("fsdp", "Strategy type.", choices=["fsdp"], impact=Impact.HIGH)
     reshard_after_forward: bool = option(
         True, "Free each layer's gathered parameters after its forward pass and gather them again for the backward "
@@ -64,6 +72,8 @@ class DeepSpeedStrategyConfig(BaseStrategyConfig):
     the workers. Needs the `deepspeed` package on every worker."""
 
     title = "DeepSpeed"
+    implementation = "ludwig_llm.trainers.strategies:DeepSpeedStrategy"
+    needs_package = "deepspeed"
     type: str = option("deepspeed", "Strategy type.", choices=["deepspeed"], impact=Impact.HIGH)
     zero_stage: int = option(
         3, "What ZeRO shards: 1 the optimizer state, 2 also the gradients, 3 also the parameters (least memory "
@@ -120,6 +130,7 @@ class RayBackendConfig(BaseBackendConfig):
     """Runs fine-tuning with Ray Train and batch prediction with Ray Data, locally or on a cluster."""
 
     title = "Ray"
+    implementation = "ludwig_llm.backends.ray:RayBackend"
     type: str = option("ray", "Backend type.", choices=["ray"], impact=Impact.HIGH)
     address: Optional[str] = option(
         None, "Ray cluster to connect to (e.g. `ray://head:10001`); null uses `RAY_ADDRESS`, else starts Ray locally.", impact=Impact.MEDIUM

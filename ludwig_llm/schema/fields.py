@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import marshmallow
 from marshmallow import ValidationError
 
+from ludwig_llm.errors import preview
 from ludwig_llm.schema.registry import Registry, did_you_mean
 
 
@@ -35,7 +36,7 @@ class Choice(marshmallow.validate.Validator):
         if value not in self.choices:
             shown = ", ".join(repr(c) for c in self.choices)
             names = [c for c in self.choices if c is not None]
-            raise ValidationError(f"{value!r} is not one of {shown}.{did_you_mean(value, names)}")
+            raise ValidationError(f"{preview(value)} is not one of {shown}.{did_you_mean(value, names)}")
         return value
 
 
@@ -70,7 +71,7 @@ class Range(marshmallow.validate.Validator):
             too_low = self.min is not None and (item < self.min if self.min_inclusive else item <= self.min)
             too_high = self.max is not None and (item > self.max if self.max_inclusive else item >= self.max)
             if too_low or too_high:
-                raise ValidationError(f"{item!r} is out of range: must satisfy {self.describe()}.")
+                raise ValidationError(f"{preview(item)} is out of range: must satisfy {self.describe()}.")
         return value
 
 

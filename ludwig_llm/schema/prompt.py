@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import ClassVar, Optional
 
 from ludwig_llm.schema.base import BaseConfig, Documented, config_class
 from ludwig_llm.schema.fields import Impact, RegistryChoice, nested, option
 from ludwig_llm.schema.registry import retrieval_registry
 
 
+class BaseRetrieval(Documented):
+    """A retrieval type: a documented name whose `implementation` is its Retriever class."""
+
+    implementation: ClassVar[str]
+
+
 @retrieval_registry.register("random")
-class RandomRetrieval(Documented):
+class RandomRetrieval(BaseRetrieval):
     """Picks `k` training rows at random (seeded) as examples for each prompt."""
 
     title = "Random"
+    implementation = "ludwig_llm.data.retrieval:RandomRetriever"
 
 
 @retrieval_registry.register("semantic")
-class SemanticRetrieval(Documented):
+class SemanticRetrieval(BaseRetrieval):
     """Picks the `k` training rows whose input is nearest to this row's, by sentence-embedding similarity;
     the nearest comes last in the prompt, next to the row itself."""
 
     title = "Semantic"
+    implementation = "ludwig_llm.data.retrieval:SemanticRetriever"
 
 
 @config_class

@@ -40,8 +40,8 @@ class FourBitQuantizationConfig(BaseQuantizationConfig):
     )
     bnb_4bit_compute_dtype: str = option(
         "auto",
-        "Data type of the matrix multiplications. `auto` takes bfloat16 on GPUs that support it, float16 on other GPUs, "
-        "and float32 on the CPU.",
+        "Data type of the matrix multiplications. `auto` follows `trainer.precision`: bfloat16 on GPUs that support it, "
+        "float16 on other GPUs (or the precision set there), and float32 on the CPU.",
         choices=COMPUTE_DTYPES, impact=Impact.MEDIUM,
     )
     bnb_4bit_quant_storage: str = option(

@@ -1,9 +1,17 @@
-"""A name -> class registry with a decorator to fill it, one per pluggable section of the config."""
+"""A name -> class registry with a decorator to fill it, one per pluggable section of the config.
+
+A registered schema class is the type's only registration: where code implements the type, the class
+names it in `implementation` as a "module:attribute" string (the schema stays free of torch), and
+`load_implementation` imports it when it is used.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Callable, Dict, Generic, Iterator, List, TypeVar
+
+from ludwig_llm.errors import PREVIEW_CHARS, preview
 
 T = TypeVar("T")
 
@@ -11,9 +19,18 @@ T = TypeVar("T")
 def did_you_mean(value: object, candidates: List[object]) -> str:
     """' Did you mean 'x'?' when a close candidate exists, else ''. The candidate is shown as written in
     YAML (``'lora'``, but ``4`` for a number), so a near miss like the string ``'4'`` reads sensibly."""
+    text = value if isinstance(value, str) else preview(value)  # preview: bounded, even for a 5000-digit int
+    if len(text) > PREVIEW_CHARS:  # nothing registered is that long, and difflib's cost grows with the length
+        return ""
     by_text = {str(c): c for c in candidates}
-    close = difflib.get_close_matches(str(value), list(by_text), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(text, list(by_text), n=1, cutoff=0.6)
     return f" Did you mean {by_text[close[0]]!r}?" if close else ""
+
+
+def load_implementation(schema_class) -> object:
+    """The class or function that a registered schema class names in its `implementation` ("module:attribute")."""
+    module_name, _, attribute = schema_class.implementation.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 class Registry(Generic[T]):
@@ -42,7 +59,7 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: object) -> str:
         known = ", ".join(repr(k) for k in self._entries)
-        return f"unknown {self.kind} {name!r}; known: {known}.{did_you_mean(name, list(self._entries))}"
+        return f"unknown {self.kind} {preview(name)}; known: {known}.{did_you_mean(name, list(self._entries))}"
 
     def names(self) -> List[object]:
         return list(self._entries)

@@ -6,7 +6,7 @@ inherited from a generic trainer.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option
@@ -50,6 +50,10 @@ class LearningRateSchedulerConfig(BaseConfig):
 class BaseTrainerConfig(BaseConfig):
     """Common to every trainer type."""
 
+    # The function that trains, "module:function", called as train(run: ludwig_llm.trainers.run.TrainingRun) -> statistics.
+    implementation: ClassVar[str]
+    evaluates_test_split: ClassVar[bool] = False  # `train` (not only `experiment`) evaluates on the test split
+
 
 @trainer_registry.register("finetune")
 @config_class
@@ -57,6 +61,7 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     """Supervised fine-tuning: trains the adapter (or the whole model) to produce the target after the prompt."""
 
     title = "Fine-tune"
+    implementation = "ludwig_llm.trainers.finetune_launch:train"
     type: str = option("finetune", "Trainer type.", choices=["finetune"], impact=Impact.HIGH)
     epochs: int = option(3, "Passes over the training set.", min=1, impact=Impact.HIGH)
     max_steps: Optional[int] = option(None, "Stop after this many optimizer steps; when set, it overrides `epochs`.", min=1, impact=Impact.MEDIUM)
@@ -109,6 +114,8 @@ class NoneTrainerConfig(BaseTrainerConfig):
     """In-context learning: no parameter is updated. `train` builds the model, saves it, and evaluates on the test split."""
 
     title = "None (in-context learning)"
+    implementation = "ludwig_llm.trainers.none:train"
+    evaluates_test_split = True  # measuring the prompt is the point of a run without training
     type: str = option("none", "Trainer type.", choices=["none"], impact=Impact.HIGH)
     eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
     seed: int = option(42, "Random seed for retrieval sampling and data splits.", impact=Impact.LOW)

@@ -6,10 +6,23 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
-from ludwig_llm.backends.session import write_directory_atomically
-from ludwig_llm.results import MODEL_DIR
+from huggingface_hub import snapshot_download
+
+from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS, save_model_directory
+from ludwig_llm.models.loader import hf_token
+from ludwig_llm.results import MODEL_DIR, write_directory_atomically
+from ludwig_llm.trainers.run import TrainingRun
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def train(run: TrainingRun) -> dict:
+    """No parameter update: save the model directory (unless asked not to); `train` then evaluates on the test split."""
+    if run.save_model:
+        save_untrained_model(run.config, run_directory=run.run_directory, tokenizer=run.tokenizer,
+                             base_model_path=run.base_model_path, labels=run.labels, retriever=run.data.retriever,
+                             label_counts=run.label_counts)
+    return {"steps": [], "evaluations": [], "note": "trainer 'none': no parameters were updated"}
 
 
 def save_untrained_model(config, *, run_directory: str, tokenizer, base_model_path: str,
@@ -19,9 +32,6 @@ def save_untrained_model(config, *, run_directory: str, tokenizer, base_model_pa
     A pretrained adapter is copied in, so predict uses exactly what this run evaluated. ``label_counts``
     (a category's training labels) go into the manifest, for the majority-class baseline of evaluation.
     """
-    from ludwig_llm.inference.predict import TRAIN_LABEL_COUNTS
-    from ludwig_llm.models.bundle import save_model_directory
-
     adapter_source = config.adapter.pretrained_adapter_weights if config.adapter else None
 
     def write(directory: str) -> None:
@@ -42,8 +52,4 @@ def save_untrained_model(config, *, run_directory: str, tokenizer, base_model_pa
 def _local_adapter_directory(source: str) -> str:
     if os.path.isdir(os.path.expanduser(source)):
         return os.path.expanduser(source)
-    from huggingface_hub import snapshot_download
-
-    from ludwig_llm.models.loader import hf_token
-
     return snapshot_download(source, allow_patterns=list(ADAPTER_FILES), token=hf_token())

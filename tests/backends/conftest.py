@@ -8,7 +8,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from ludwig_llm.backends import ray as ray_backend  # noqa: E402
+from ludwig_llm.backends.ray_cluster import quiet_ray_logs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def ray_cluster():
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING",
-             object_store_memory=256 * 1024 * 1024, runtime_env={"worker_process_setup_hook": ray_backend.quiet_ray_logs})
+             object_store_memory=256 * 1024 * 1024, runtime_env={"worker_process_setup_hook": quiet_ray_logs})
     try:
         yield ray
     finally:

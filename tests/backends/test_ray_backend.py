@@ -14,13 +14,17 @@ import time
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster and its workers
 
 from ludwig_llm import results  # noqa: E402
 from ludwig_llm.api import LudwigLLM  # noqa: E402
 from ludwig_llm.backends import ray as ray_backend  # noqa: E402
-from ludwig_llm.backends.session import latest_checkpoint_in, list_checkpoints  # noqa: E402
+from ludwig_llm.backends import ray_cluster  # noqa: E402
+from ludwig_llm.backends.local import LocalBackend  # noqa: E402
+from ludwig_llm.results import latest_checkpoint_in, list_checkpoints  # noqa: E402
 from ludwig_llm.errors import UserError  # noqa: E402
 from ludwig_llm.schema import load_config  # noqa: E402
+from ludwig_llm.trainers.finetune import run_finetune  # noqa: E402
 
 from tests.backends.ray_runs import LOSS_TOLERANCE, STEPS, compare_losses, losses, relative_weight_difference, train_config  # noqa: E402
 
@@ -80,16 +84,18 @@ def test_the_saved_model_loads_and_matches_the_local_one(local_run, ray_run):
 # Batch prediction
 
 
-def test_ray_batch_prediction_equals_local_prediction_in_input_order(ray_run, small_dataset, tmp_path):
-    from ludwig_llm.inference.predict import predict_rows
-
-    # 10 rows in 3 Ray Data batches (4, 4, 2) on 2 actors; lengths that differ a lot, so each actor reorders
-    # its rows by length before generating and the batches finish in any order.
+def _rows_of_different_lengths(small_dataset):
+    """10 rows in 3 Ray Data batches (4, 4, 2) on 2 actors; lengths that differ a lot, so each actor reorders
+    its rows by length before generating and the batches finish in any order."""
     rows = small_dataset.iloc[:10].reset_index(drop=True).copy()
     rows["sentence"] = [sentence + " Later they moved again." * ((7 * i) % 5) for i, sentence in enumerate(rows["sentence"])]
+    return rows
+
+
+def test_ray_batch_prediction_equals_local_prediction_in_input_order(ray_run, small_dataset, tmp_path):
+    rows = _rows_of_different_lengths(small_dataset)
     predictor = LudwigLLM.load(os.path.join(ray_run.run_directory, results.MODEL_DIR))
-    loaded = predictor._loaded
-    local = predict_rows(predictor.config, loaded.manifest, loaded.built, rows)  # no model_directory: this process
+    local = LocalBackend(predictor.config).predict(predictor._loaded, rows)  # the same model, in this process
     on_ray = LudwigLLM.load(os.path.join(ray_run.run_directory, results.MODEL_DIR))
     distributed = on_ray.predict(rows, output_directory=str(tmp_path))  # backend ray: Ray Data
     assert not on_ray._loaded.built.is_loaded, "the driver loaded the model that only the actors use"
@@ -105,6 +111,24 @@ def test_ray_batch_prediction_equals_local_prediction_in_input_order(ray_run, sm
     assert written["record_response"].tolist() == local["record_response"].tolist()
 
 
+def test_ray_text_evaluation_runs_on_the_actors_and_matches_local(ray_run, small_dataset, tmp_path):
+    """Loss, perplexity and next-token accuracy are computed by the actors too: the driver never loads the model."""
+    rows = _rows_of_different_lengths(small_dataset)
+    model_dir = os.path.join(ray_run.run_directory, results.MODEL_DIR)
+    predictor = LudwigLLM.load(model_dir)
+    local_predictions, local = LocalBackend(predictor.config).evaluate(predictor._loaded, rows)
+    on_ray = LudwigLLM.load(model_dir)
+    evaluation = on_ray.evaluate(rows, output_directory=str(tmp_path))
+    assert not on_ray._loaded.built.is_loaded, "the driver loaded the model to evaluate"
+    distributed = evaluation.statistics["record"]
+    assert set(distributed) == set(local["record"])
+    for name in ("loss", "perplexity", "next_token_accuracy"):
+        assert distributed[name] == pytest.approx(local["record"][name], rel=1e-4), name
+    for name in ("bleu", "exact_match", "rows"):
+        assert distributed[name] == local["record"][name], name
+    assert evaluation.predictions["record_response"].tolist() == local_predictions["record_response"].tolist()
+
+
 # ---------------------------------------------------------------------------------------------
 # Resources: fail fast, with what was asked and what the cluster has
 
@@ -114,7 +138,7 @@ def test_more_workers_than_the_cluster_has_fail_fast(ray_cluster, make_config, t
     config = load_config(train_config(make_config, {"type": "ray", "trainer": {"num_workers": cpus + 1}}))
     started = time.time()
     with pytest.raises(UserError) as error:
-        ray_backend.RayBackend(config).run_finetune(None, str(tmp_path), None)
+        ray_backend.RayBackend(config).run_workers(run_finetune, None, str(tmp_path), None)
     assert time.time() - started < 10
     message = str(error.value)
     assert f"{cpus + 1} × {{CPU: 1}} = {cpus + 1} CPU" in message and f"has {cpus} CPU" in message
@@ -123,13 +147,14 @@ def test_more_workers_than_the_cluster_has_fail_fast(ray_cluster, make_config, t
 def test_gpus_on_a_cluster_without_gpus_fail_fast(ray_cluster, make_config, tmp_path):
     config = load_config(train_config(make_config, {"type": "ray", "trainer": {"num_workers": 2, "use_gpu": True}}))
     with pytest.raises(UserError, match=r"2 × \{GPU: 1\} = 2 GPU, but the Ray cluster has 0 GPU"):
-        ray_backend.RayBackend(config).run_finetune(None, str(tmp_path), None)
+        ray_backend.RayBackend(config).run_workers(run_finetune, None, str(tmp_path), None)
 
 
 def test_too_many_prediction_actors_fail_fast(ray_cluster, make_config, ray_run):
     config = load_config(train_config(make_config, {"type": "ray", "processor": {"num_actors": 2, "num_gpus_per_actor": 0.5}}))
     with pytest.raises(UserError, match=r"batch prediction asks for 2 × \{CPU: 1, GPU: 0.5\} = 1 GPU"):
-        ray_backend.RayBackend(config).predict_rows(os.path.join(ray_run.run_directory, results.MODEL_DIR), [[1, 2, 3]])
+        saved = LudwigLLM.load(os.path.join(ray_run.run_directory, results.MODEL_DIR))._loaded
+        ray_backend.RayBackend(config).predict_from_ids(saved, [[1, 2, 3]], 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +162,7 @@ def test_too_many_prediction_actors_fail_fast(ray_cluster, make_config, ray_run)
 
 
 def test_resource_check_arithmetic():
-    check = ray_backend.check_cluster_resources
+    check = ray_cluster.check_cluster_resources
     check("training", 2, {"CPU": 1.0}, cluster={"CPU": 2.0}, nodes=[{"CPU": 2.0}])
     with pytest.raises(UserError, match="no node of the Ray cluster has that much"):
         check("training", 2, {"GPU": 2.0}, cluster={"GPU": 4.0}, nodes=[{"GPU": 1.0}] * 4)
@@ -153,10 +178,10 @@ def test_worker_resources_follow_ray_train():
                             "output_features": [{"name": "b", "type": "text"}],
                             "backend": {"type": "ray", "trainer": values}}).backend.trainer
 
-    assert ray_backend.worker_resources(options()) == {"CPU": 1.0}
-    assert ray_backend.worker_resources(options(use_gpu=True)) == {"GPU": 1.0}
-    assert ray_backend.worker_resources(options(use_gpu=True, resources_per_worker={"CPU": 4})) == {"CPU": 4.0, "GPU": 1.0}
-    assert ray_backend.worker_resources(options(resources_per_worker={"CPU": 2, "GPU": 0})) == {"CPU": 2.0}
+    assert ray_cluster.worker_resources(options()) == {"CPU": 1.0}
+    assert ray_cluster.worker_resources(options(use_gpu=True)) == {"GPU": 1.0}
+    assert ray_cluster.worker_resources(options(use_gpu=True, resources_per_worker={"CPU": 4})) == {"CPU": 4.0, "GPU": 1.0}
+    assert ray_cluster.worker_resources(options(resources_per_worker={"CPU": 2, "GPU": 0})) == {"CPU": 2.0}
 
 
 def test_connect_uses_the_address_or_starts_locally(monkeypatch):
@@ -164,13 +189,13 @@ def test_connect_uses_the_address_or_starts_locally(monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda address=None, **kwargs: calls.append((address, kwargs)))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    ray_backend.connect(None)  # a `ray start` cluster of this machine, else a new one with all of the machine
+    ray_cluster.connect(None)  # a `ray start` cluster of this machine, else a new one with all of the machine
     assert calls[-1][0] is None and calls[-1][1]["include_dashboard"] is False
     assert "num_cpus" not in calls[-1][1]  # Ray sizes a new local cluster itself, and refuses sizes when joining one
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    ray_backend.connect(None)
+    ray_cluster.connect(None)
     assert calls[-1][0] == "10.0.0.1:6379"
-    ray_backend.connect("ray://head:10001")  # the config's address wins over RAY_ADDRESS
+    ray_cluster.connect("ray://head:10001")  # the config's address wins over RAY_ADDRESS
     assert calls[-1][0] == "ray://head:10001"
 
 
@@ -191,9 +216,9 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "ray_c
 def test_the_example_config_asks_for_gpu_workers():
     config = load_config(os.path.join(EXAMPLE, "config.yaml"))
     assert config.backend.type == "ray" and config.backend.trainer.use_gpu and config.backend.trainer.strategy.type == "ddp"
-    assert ray_backend.worker_resources(config.backend.trainer) == {"CPU": 6.0, "GPU": 1.0}
+    assert ray_cluster.worker_resources(config.backend.trainer) == {"CPU": 6.0, "GPU": 1.0}
     # The example cluster can grow to 4 GPU nodes of 8 CPUs: the config fits it.
-    ray_backend.check_cluster_resources("training", config.backend.trainer.num_workers, ray_backend.worker_resources(config.backend.trainer),
+    ray_cluster.check_cluster_resources("training", config.backend.trainer.num_workers, ray_cluster.worker_resources(config.backend.trainer),
                                         cluster={"CPU": 32.0, "GPU": 4.0}, nodes=[], autoscaling=True)
 
 

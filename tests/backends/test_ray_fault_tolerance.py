@@ -14,11 +14,12 @@ import os
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster and its workers
 
 from ludwig_llm import results  # noqa: E402
 from ludwig_llm.api import LudwigLLM  # noqa: E402
-from ludwig_llm.backends import ray as ray_backend  # noqa: E402
-from ludwig_llm.backends.session import list_checkpoints  # noqa: E402
+from ludwig_llm.backends.ray_session import FAIL_ONCE_ENV  # noqa: E402
+from ludwig_llm.results import list_checkpoints  # noqa: E402
 
 STEPS = 6
 
@@ -32,7 +33,7 @@ def config_for(make_config, max_failures: int) -> dict:
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_last_checkpoint(
         ray_cluster, make_config, small_dataset, tmp_path, monkeypatch, capfd):
     marker = tmp_path / "worker-killed"
-    monkeypatch.setenv(ray_backend.FAIL_ONCE_ENV, f"1:4:{marker}")
+    monkeypatch.setenv(FAIL_ONCE_ENV, f"1:4:{marker}")
     result = LudwigLLM(config_for(make_config, max_failures=1)).train(small_dataset, output_directory=str(tmp_path / "out"))
 
     assert marker.read_text().startswith("rank 1 exited at step 4"), "the worker was not killed"

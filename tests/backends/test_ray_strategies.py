@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster and its workers
 
 from ludwig_llm import results  # noqa: E402
 from ludwig_llm.api import LudwigLLM  # noqa: E402
-from ludwig_llm.backends import ray as ray_backend  # noqa: E402
-from ludwig_llm.backends.session import latest_checkpoint_in  # noqa: E402
+from ludwig_llm.backends.local import LocalBackend  # noqa: E402
+from ludwig_llm.backends.ray_session import FAIL_ONCE_ENV  # noqa: E402
 from ludwig_llm.errors import ConfigValidationError  # noqa: E402
 from ludwig_llm.schema import load_config  # noqa: E402
 from tests.backends.ray_runs import (  # noqa: E402
@@ -83,7 +84,7 @@ def test_sharded_lora_follows_the_local_run(strategy, sharded_runs, local_run):
     assert compare_losses(losses(local_run.training_statistics), curve, strategy) <= LOSS_TOLERANCE
     assert curve[STEPS] < curve[1], "the loss did not decrease"
     # The same run directory as a local run, with the same checkpoint files ...
-    local_checkpoint, checkpoint = latest_checkpoint_in(local_run.run_directory), latest_checkpoint_in(run.run_directory)
+    local_checkpoint, checkpoint = results.latest_checkpoint_in(local_run.run_directory), results.latest_checkpoint_in(run.run_directory)
     assert os.path.basename(checkpoint) == f"step-{STEPS:08d}"
     assert sorted(os.listdir(checkpoint)) == sorted(os.listdir(local_checkpoint))
     # ... and whole (gathered) adapter weights that match the local ones.
@@ -100,11 +101,9 @@ def test_the_sharded_model_predicts_like_the_local_one(strategy, sharded_runs, l
     run = sharded_runs(strategy)
     local = LudwigLLM.load(os.path.join(local_run.run_directory, results.MODEL_DIR))
     sharded = LudwigLLM.load(os.path.join(run.run_directory, results.MODEL_DIR))
-    sharded.config.backend = local.config.backend  # predict in this process: the comparison is of the weights
-    from ludwig_llm.inference.predict import predict_rows
-
-    expected = predict_rows(local.config, local._loaded.manifest, local._loaded.built, rows)
-    got = predict_rows(sharded.config, sharded._loaded.manifest, sharded._loaded.built, rows)
+    in_this_process = LocalBackend(local.config)  # the comparison is of the weights, not of where they run
+    expected = in_this_process.predict(local._loaded, rows)
+    got = in_this_process.predict(sharded._loaded, rows)
     assert got["record_response"].tolist() == expected["record_response"].tolist()
 
 
@@ -134,7 +133,7 @@ def test_a_killed_run_resumes_with_its_optimizer_state(strategy, sharded_runs, m
                                                                tmp_path, monkeypatch):
     uninterrupted = losses(sharded_runs(strategy).training_statistics)
     marker = tmp_path / "worker-killed"
-    monkeypatch.setenv(ray_backend.FAIL_ONCE_ENV, f"1:4:{marker}")
+    monkeypatch.setenv(FAIL_ONCE_ENV, f"1:4:{marker}")
     config = train_config(make_config, ray_backend_with(STRATEGIES[strategy], max_failures=1))
     resumed = LudwigLLM(config).train(small_dataset, output_directory=str(tmp_path / "out"))
     assert marker.read_text().startswith("rank 1 exited at step 4"), "the worker was not killed"

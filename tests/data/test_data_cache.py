@@ -68,3 +68,51 @@ def test_save_and_load_round_trip_leaves_no_temporary_files(monkeypatch, tmp_pat
     # a second writer of the same entry neither fails nor leaves its temporary directory behind
     assert encoded_cache.save_encoded("k" * 32, splits) == path
     assert os.listdir(tmp_path / "datasets") == ["k" * 32]
+
+
+class SeededRetriever:
+    """One training row as the example for each prompt, chosen by ``seed`` (like the random retriever)."""
+
+    def __init__(self, train_df, seed):
+        self.rows = train_df.to_dict("records")
+        self.seed = seed
+
+    def context_for(self, row):
+        example = self.rows[(self.seed * 7919 + len(row["q"])) % len(self.rows)]
+        return f"Input: {example['q']}\nResponse: {example['a']}"
+
+    def metadata(self):
+        return {"type": "random", "k": 1, "seed": self.seed, "rows": len(self.rows)}
+
+
+def test_key_depends_on_the_retrieval_seed(tokenizer):
+    cfg = config()
+    assert encoded_cache.cache_key(cfg, tokenizer, "data", {"type": "random", "k": 1, "seed": 1}) != \
+        encoded_cache.cache_key(cfg, tokenizer, "data", {"type": "random", "k": 1, "seed": 2})
+
+
+def test_a_new_retrieval_seed_renders_new_prompts_instead_of_reusing_the_cache(tokenizer, monkeypatch, tmp_path):
+    """`--random_seed` changes the retriever's seed: the cached prompts with the old examples must not be reused."""
+    import pandas as pd
+
+    from ludwig_llm.data.pipeline import prepare_data
+
+    monkeypatch.setenv("LUDWIG_LLM_CACHE", str(tmp_path))
+    cfg = load_config({
+        "base_model": "tiny",
+        "input_features": [{"name": "q", "type": "text"}],
+        "output_features": [{"name": "a", "type": "text"}],
+        "prompt": {"template": "{__context__}\nInput: {q}\nResponse:", "retrieval": {"type": "random", "k": 1}},
+    })
+    data = pd.DataFrame({"q": [f"What is {i} plus {i}?" for i in range(40)], "a": [str(2 * i) for i in range(40)]})
+
+    def prepare(seed):
+        return prepare_data(cfg, tokenizer, dataset=data, retriever_factory=lambda train: SeededRetriever(train, seed),
+                            progress=False)
+
+    first, again, reseeded = prepare(1), prepare(1), prepare(2)
+    assert again.cache_hit and again.train.examples == first.train.examples
+    assert not reseeded.cache_hit
+    uncached = prepare_data(cfg, tokenizer, dataset=data, retriever_factory=lambda train: SeededRetriever(train, 2),
+                            use_cache=False, progress=False)
+    assert reseeded.train.examples == uncached.train.examples != first.train.examples

@@ -98,6 +98,8 @@ def _smollm2():
     return resolve_base_model("smollm2-135m-instruct")
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("smollm2_model_dir")
 def test_greedy_matches_transformers_smollm2():
     directory = _smollm2()
     if directory is None:

@@ -1,19 +1,16 @@
+import dataclasses
 import json
 import os
 
+import peft
 import pytest
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 import torch
 
 from ludwig_llm.errors import UserError
-from ludwig_llm.models.adapters import (
-    ADAPTER_CONFIG_CLASSES,
-    PROMPT_LEARNING_TYPES,
-    apply_adapter,
-    build_peft_config,
-    merge_and_save,
-)
+from ludwig_llm.models.adapters import apply_adapter, build_peft_config, merge_and_save
 from ludwig_llm.models.loader import load_base_model, prepare_for_kbit_training
-from tests.tiny_models import tiny_llama_dir
+from ludwig_llm.schema.registry import adapter_registry, load_implementation
 
 INPUT_IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46]])
 
@@ -24,17 +21,20 @@ ADAPTER_PARAMS = {
     "ia3": {},
     "prefix_tuning": {"num_virtual_tokens": 4},
     "prompt_tuning": {"num_virtual_tokens": 4},
-    "p_tuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 16, "dropout": 0.1},
-    "loha": {"r": 4, "alpha": 8, "dropout": 0.1},
-    "lokr": {"r": 4, "alpha": 8, "dropout": 0.1},
-    "vera": {"r": 8, "dropout": 0.1},
+    "p_tuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 16, "encoder_dropout": 0.1},
+    "loha": {"r": 4, "alpha": 8, "module_dropout": 0.1},
+    "lokr": {"r": 4, "alpha": 8, "module_dropout": 0.1},
+    "vera": {"r": 8, "vera_dropout": 0.1},
 }
-MERGEABLE_TYPES = sorted(set(ADAPTER_CONFIG_CLASSES) - PROMPT_LEARNING_TYPES)
+# Adapters that add virtual tokens instead of changing weights: nothing to merge.
+PROMPT_LEARNING_TYPES = {name for name, schema in adapter_registry.items()
+                         if issubclass(load_implementation(schema), peft.PromptLearningConfig)}
+MERGEABLE_TYPES = sorted(set(adapter_registry.names()) - PROMPT_LEARNING_TYPES)
 
 
 @pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    return tiny_llama_dir(tmp_path_factory)
+def tiny_llama(tiny_model_dir):
+    return tiny_model_dir  # the session's one tiny model (tests/conftest.py)
 
 
 def _randomize_adapter_weights(peft_model, seed=0):
@@ -53,7 +53,22 @@ def _logits(model):
 
 
 def test_every_type_is_covered():
-    assert set(ADAPTER_PARAMS) == set(ADAPTER_CONFIG_CLASSES)
+    assert set(ADAPTER_PARAMS) == set(adapter_registry.names())
+    assert PROMPT_LEARNING_TYPES == {"prefix_tuning", "prompt_tuning", "p_tuning"}
+
+
+@pytest.mark.parametrize("adapter_type", sorted(adapter_registry.names()))
+def test_each_adapter_schema_names_its_peft_config_and_real_fields(adapter_type):
+    """The schema class is the one registration: its peft config class resolves, is that adapter type, and every
+    field of ours (renamed where the class says so) is a field of that peft config."""
+    schema = adapter_registry.get(adapter_type)
+    config_class = load_implementation(schema)
+    # Our type names are peft's PeftType values lower-cased: that is how a saved adapter is matched back.
+    assert PEFT_TYPE_TO_CONFIG_MAPPING[peft.PeftType(adapter_type.upper())] is config_class
+    peft_fields = {field.name for field in dataclasses.fields(config_class)}
+    ours = set(schema().peft_params())
+    assert {schema.peft_field_names.get(name, name) for name in ours} <= peft_fields
+    assert set(schema.peft_field_names) <= ours, "a rename that no config can reach"
 
 
 @pytest.mark.parametrize("adapter_type", sorted(ADAPTER_PARAMS))
@@ -75,10 +90,10 @@ def test_short_names_are_renamed_to_peft_fields():
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (4, 32, 0.2)
     assert set(lora.target_modules) == {"q_proj"}
     assert lora.task_type == "CAUSAL_LM"
-    assert build_peft_config("loha", {"alpha": 3, "dropout": 0.3}).module_dropout == 0.3
-    assert build_peft_config("lokr", {"alpha": 3}).alpha == 3
-    assert build_peft_config("vera", {"dropout": 0.3}).vera_dropout == 0.3
-    assert build_peft_config("p_tuning", {"num_virtual_tokens": 2, "dropout": 0.3}).encoder_dropout == 0.3
+    assert build_peft_config("adalora", {"alpha": 3, "dropout": 0.3, "total_step": 10}).lora_dropout == 0.3
+    # Types whose fields carry peft's own names pass them through.
+    assert build_peft_config("loha", {"alpha": 3, "module_dropout": 0.3}).module_dropout == 0.3
+    assert build_peft_config("vera", {"vera_dropout": 0.3}).vera_dropout == 0.3
     # peft's own names work too.
     assert build_peft_config("lora", {"lora_alpha": 7}).lora_alpha == 7
 

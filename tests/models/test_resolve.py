@@ -1,9 +1,6 @@
 import importlib.util
 import json
 import os
-import pathlib
-import subprocess
-import sys
 import time
 
 import pytest
@@ -12,29 +9,19 @@ import torch
 from ludwig_llm.errors import UserError
 from ludwig_llm.models import resolve
 from ludwig_llm.models.resolve import SOURCE_MARKER, find_bundled_gguf, resolve_base_model
+from tests.smollm2 import take_gguf
 
 ALIAS = "smollm2-135m-instruct"
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def smollm2_conversion(tmp_path_factory):
-    """The bundled SmolLM2 converted once into a fresh cache, plus the GGUF-loaded model it came from.
-
-    Keeping the GGUF-loaded model spares the logits test a second slow GGUF load.
-    """
-    cache_dir = str(tmp_path_factory.mktemp("model_cache"))
-    loaded = {}
-
-    def capturing_load_gguf(gguf_path):
-        loaded["model"], loaded["tokenizer"] = real_load_gguf(gguf_path)
-        return loaded["model"], loaded["tokenizer"]
-
-    real_load_gguf = resolve.load_gguf
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(resolve, "load_gguf", capturing_load_gguf)
-        path = resolve_base_model("SmolLM2-135M-Instruct", cache_dir=cache_dir)
-    return cache_dir, path, loaded["model"], loaded["tokenizer"]
+def smollm2_conversion(smollm2_model_dir):
+    """The bundled SmolLM2 as the session converted it into its fresh cache (tests/conftest.py), plus the
+    GGUF-loaded model it came from, which spares the logits test a second slow GGUF load."""
+    cache_dir = os.path.dirname(smollm2_model_dir)
+    path = resolve_base_model("SmolLM2-135M-Instruct", cache_dir=cache_dir)
+    gguf_model, gguf_tokenizer = take_gguf()
+    return cache_dir, path, gguf_model, gguf_tokenizer
 
 
 @pytest.fixture
@@ -43,6 +30,7 @@ def smollm2_cache(smollm2_conversion):
     return cache_dir, path
 
 
+@pytest.mark.slow
 def test_alias_converts_to_a_safetensors_directory(smollm2_cache):
     cache_dir, path = smollm2_cache
     assert path == os.path.join(cache_dir, ALIAS)
@@ -55,6 +43,7 @@ def test_alias_converts_to_a_safetensors_directory(smollm2_cache):
     assert os.listdir(cache_dir) == [ALIAS]
 
 
+@pytest.mark.slow
 def test_second_resolve_uses_the_cache(smollm2_cache):
     cache_dir, path = smollm2_cache
     weights = os.path.join(path, "model.safetensors")
@@ -65,6 +54,7 @@ def test_second_resolve_uses_the_cache(smollm2_cache):
     assert os.stat(weights).st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_converted_model_matches_gguf_logits(smollm2_conversion):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,6 +72,7 @@ def test_converted_model_matches_gguf_logits(smollm2_conversion):
     assert gguf_tokenizer(prompt).input_ids == input_ids[0].tolist()
 
 
+@pytest.mark.slow
 def test_converted_tokenizer_keeps_chat_template_and_special_tokens(smollm2_cache):
     from transformers import AutoTokenizer
 
@@ -205,12 +196,3 @@ def test_hub_ids_pass_through(hub_id):
 def test_malformed_ids_are_rejected(bad):
     with pytest.raises(UserError):
         resolve_base_model(bad)
-
-
-def test_importing_models_does_not_import_torch():
-    code = (
-        "import sys; import ludwig_llm.models.resolve, ludwig_llm.models.loader, ludwig_llm.models.adapters; "
-        "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
-        "assert not heavy, heavy"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)

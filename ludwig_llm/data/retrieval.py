@@ -1,26 +1,30 @@
 """Few-shot example retrieval: the `{__context__}` of a prompt, drawn from the training rows.
 
-The schema registers the retrieval *type names* in
-``ludwig_llm.schema.registry.retrieval_registry``; this module maps the same
-names to implementations. An index is built once from the training set, saved
-next to the model (parquet rows + safetensors embeddings + json metadata, no
-pickle), and loaded at prediction time so train and predict see the same
-examples.
+Each retrieval type's schema class (``ludwig_llm.schema.prompt``) names its Retriever class here.
+An index is built once from the training set, saved next to the model (parquet rows + safetensors
+embeddings + json metadata, no pickle), and loaded at prediction time so train and predict see the
+same examples.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+from sentence_transformers import SentenceTransformer
 
 from ludwig_llm.errors import UserError
 from ludwig_llm.schema.prompt import RetrievalConfig
-from ludwig_llm.schema.registry import retrieval_registry
+from ludwig_llm.schema.registry import load_implementation, retrieval_registry
+
+RETRIEVAL_DIR = "retrieval"  # the saved index's directory, inside a model directory or beside Ray Train's storage
 
 EXAMPLES_FILE = "examples.parquet"
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -91,8 +95,6 @@ class Retriever:
         return {"type": self.type_name, "k": self.k, "seed": self.seed, "input_column": self.input_column, "rows": len(self.inputs)}
 
     def save(self, directory: str) -> None:
-        import pandas as pd
-
         os.makedirs(directory, exist_ok=True)
         pd.DataFrame({"input": self.inputs, "output": self.outputs}).to_parquet(os.path.join(directory, EXAMPLES_FILE), index=False)
         with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
@@ -149,19 +151,14 @@ class SemanticRetriever(Retriever):
         return {**super().metadata(), "model_name": self.model_name, "embedding_dim": int(self.embeddings.shape[1])}
 
     def save(self, directory: str) -> None:
-        from safetensors.numpy import save_file
-
         super().save(directory)
         save_file({"embeddings": np.ascontiguousarray(self.embeddings, dtype=np.float32)}, os.path.join(directory, EMBEDDINGS_FILE))
 
 
-RETRIEVERS: Dict[str, type] = {"random": RandomRetriever, "semantic": SemanticRetriever}
-
-
 def _check_type(type_name: Optional[str]) -> type:
-    if type_name not in retrieval_registry or type_name not in RETRIEVERS:
+    if type_name not in retrieval_registry:
         raise UserError(f"prompt.retrieval.type: {retrieval_registry.unknown_message(type_name)}")
-    return RETRIEVERS[type_name]
+    return load_implementation(retrieval_registry.get(type_name))
 
 
 def build_retriever(
@@ -179,8 +176,6 @@ def build_retriever(
 
 def load_retriever(directory: str, retrieval_config: RetrievalConfig) -> Retriever:
     """The retriever saved in ``directory``; ``k`` comes from ``retrieval_config``, the rest from the index."""
-    import pandas as pd
-
     try:
         with open(os.path.join(directory, METADATA_FILE), encoding="utf-8") as f:
             meta = json.load(f)
@@ -195,8 +190,6 @@ def load_retriever(directory: str, retrieval_config: RetrievalConfig) -> Retriev
     cls = _check_type(meta["type"])
     extra = {}
     if cls is SemanticRetriever:
-        from safetensors.numpy import load_file
-
         if meta["model_name"] != retrieval_config.model_name:
             raise UserError(
                 f"The saved retrieval index in {directory} was embedded with {meta['model_name']!r}, but the config "
@@ -216,8 +209,6 @@ def resolve_embedding_model(model_name: str) -> str:
     """
     if model_name.lower() not in _PACKAGED_EMBEDDER_NAMES:
         return os.path.expanduser(model_name) if model_name.startswith("~") else model_name
-    import importlib.util
-
     module, subdir, dist = _PACKAGED_EMBEDDER
     spec = importlib.util.find_spec(module)
     for location in (spec.submodule_search_locations or []) if spec else []:
@@ -232,8 +223,6 @@ def resolve_embedding_model(model_name: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _load_embedder(path: str):
-    from sentence_transformers import SentenceTransformer
-
     local = os.path.isdir(path)
     try:
         return SentenceTransformer(path, local_files_only=local)

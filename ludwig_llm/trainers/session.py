@@ -7,12 +7,11 @@ both places. The session decides where checkpoints live and how metrics are repo
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Callable, Optional
 
-from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR
+import torch
 
-CHECKPOINT_PREFIX = "step-"
+from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR, checkpoint_name, prune_checkpoints, write_directory_atomically
 
 
 class WorkerSession:
@@ -26,8 +25,6 @@ class WorkerSession:
         return self.rank == 0
 
     def device(self):
-        import torch
-
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
     def report(self, metrics: dict) -> None:
@@ -53,36 +50,11 @@ class LocalSession(WorkerSession):
 
     def save_checkpoint(self, write, step, metrics) -> None:
         root = os.path.join(self.run_directory, CHECKPOINTS_DIR)
-        final = os.path.join(root, f"{CHECKPOINT_PREFIX}{step:08d}")
-        write_directory_atomically(final, write)
-        for old in list_checkpoints(root)[: -self.checkpoints_to_keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        write_directory_atomically(os.path.join(root, checkpoint_name(step)), write)
+        prune_checkpoints(root, self.checkpoints_to_keep)
 
     def latest_checkpoint(self) -> Optional[str]:
         return self.resume_from
 
     def save_model(self, write, metrics) -> None:
         write_directory_atomically(os.path.join(self.run_directory, MODEL_DIR), write)
-
-
-def write_directory_atomically(final: str, write: Callable[[str], None]) -> None:
-    """Write into a temporary sibling, then rename: a crash never leaves a half-written directory."""
-    staging = f"{final}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    write(staging)
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(staging, final)
-
-
-def list_checkpoints(root: str) -> list:
-    if not os.path.isdir(root):
-        return []
-    names = sorted(n for n in os.listdir(root) if n.startswith(CHECKPOINT_PREFIX) and not n.endswith(".partial"))
-    return [os.path.join(root, n) for n in names]
-
-
-def latest_checkpoint_in(run_directory: str) -> Optional[str]:
-    checkpoints = list_checkpoints(os.path.join(run_directory, CHECKPOINTS_DIR))
-    return checkpoints[-1] if checkpoints else None

@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 
 from ludwig_llm.errors import UserError
-from ludwig_llm.inference.retrieval import (
-    RETRIEVERS,
+from ludwig_llm.data.retrieval import (
+    Retriever,
     build_retriever,
     format_example,
     load_retriever,
     resolve_embedding_model,
 )
 from ludwig_llm.schema.prompt import RetrievalConfig
-from ludwig_llm.schema.registry import retrieval_registry
+from ludwig_llm.schema.registry import load_implementation, retrieval_registry
 
 TRAIN = pd.DataFrame(
     {
@@ -49,8 +49,11 @@ def semantic():
     return build_retriever(RetrievalConfig(type="semantic", k=2), TRAIN, "text", "label")
 
 
-def test_implementations_match_schema_registry():
-    assert set(RETRIEVERS) == set(retrieval_registry.names()) == {"random", "semantic"}
+def test_every_retrieval_type_names_its_retriever():
+    assert set(retrieval_registry.names()) == {"random", "semantic"}
+    for name, schema in retrieval_registry.items():
+        retriever = load_implementation(schema)
+        assert issubclass(retriever, Retriever) and retriever.type_name == name
 
 
 def test_semantic_puts_nearest_row_last_next_to_the_query(semantic):
