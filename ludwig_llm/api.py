@@ -233,6 +233,11 @@ class LudwigLLM:
         instance._loaded = _Loaded(model_path, manifest, built, load_retriever_for(model_path, config, manifest))
         return instance
 
+    @property
+    def loaded_model(self):
+        """The model and tokenizer (a BuiltModel) of a `load`ed model, for serving, chat and export."""
+        return self._require_loaded().built
+
     def _require_loaded(self) -> _Loaded:
         if self._loaded is None:
             raise UserError("this model is not trained or loaded: call train() and then LudwigLLM.load(<run>/model).")

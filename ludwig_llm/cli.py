@@ -85,10 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--output", help="Write to this file instead of standard output.")
     render.set_defaults(handler=_render_config)
 
+    _add_deployment_commands(commands)
+
     export = commands.add_parser("export_schema", help="Write the JSON Schema of the config, for editor autocompletion.")
     export.add_argument("--output", help="Write to this file instead of standard output.")
     export.set_defaults(handler=_export_schema)
     return parser
+
+
+def _add_deployment_commands(commands) -> None:
+    """Commands that use a trained model after training (implemented in ludwig_llm.serve and friends)."""
+    serve = commands.add_parser("serve", help="Serve a trained model over HTTP: /predict, /batch_predict and OpenAI-compatible /v1 endpoints.")
+    serve.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface).")
+    serve.add_argument("--port", type=int, default=8000, help="Port to listen on (default: 8000).")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    from ludwig_llm.serve.app import serve
+
+    serve(args.model_path, host=args.host, port=args.port)
+    return 0
 
 
 def _version() -> str:
