@@ -101,11 +101,26 @@ def _add_deployment_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000, help="Port to listen on (default: 8000).")
     serve.set_defaults(handler=_serve)
 
+    export = commands.add_parser("export", help="Write a trained model as plain Hugging Face files: merged weights, or the adapter.")
+    export.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    export.add_argument("--output_directory", required=True, help="Where to write the files (a new or empty directory).")
+    export.add_argument("--format", choices=["merged", "adapter"], default="merged",
+                        help="merged: the adapter merged into the base model (safetensors, tokenizer, generation config); "
+                             "adapter: the peft adapter files (default: merged).")
+    export.set_defaults(handler=_export)
+
 
 def _serve(args) -> int:
     from ludwig_llm.serve.app import serve
 
     serve(args.model_path, host=args.host, port=args.port)
+    return 0
+
+
+def _export(args) -> int:
+    from ludwig_llm.export import export_model
+
+    print(f"exported: {export_model(args.model_path, args.output_directory, args.format)}")
     return 0
 
 
