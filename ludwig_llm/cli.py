@@ -109,6 +109,14 @@ def _add_deployment_commands(commands) -> None:
                              "adapter: the peft adapter files (default: merged).")
     export.set_defaults(handler=_export)
 
+    chat = commands.add_parser("chat", help="Chat with a trained model in the terminal, answers streamed as they are generated.")
+    chat.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    chat.add_argument("--system", help="A system message that starts the conversation.")
+    chat.add_argument("--max_history_tokens", type=int, default=None,
+                      help="Most prompt tokens the conversation may take; older turns are dropped (default: the model's context "
+                           "length minus generation.max_new_tokens).")
+    chat.set_defaults(handler=_chat)
+
 
 def _serve(args) -> int:
     from ludwig_llm.serve.app import serve
@@ -121,6 +129,13 @@ def _export(args) -> int:
     from ludwig_llm.export import export_model
 
     print(f"exported: {export_model(args.model_path, args.output_directory, args.format)}")
+    return 0
+
+
+def _chat(args) -> int:
+    from ludwig_llm.chat import run_chat
+
+    run_chat(args.model_path, system=args.system, max_history_tokens=args.max_history_tokens)
     return 0
 
 
