@@ -70,6 +70,7 @@ class LudwigLLM:
         from ludwig_llm.data.pipeline import prepare_data
         from ludwig_llm.models.loader import load_tokenizer
         from ludwig_llm.models.resolve import resolve_base_model
+        from ludwig_llm.run_report import finish_run
 
         timings: Dict[str, float] = {}
         started = time.time()
@@ -116,6 +117,7 @@ class LudwigLLM:
             results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
                                  timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
         )
+        finish_run(run_directory)  # learning curves, and the model card with the data fingerprint and test metrics
         return TrainResult(run_directory, statistics, test_statistics)
 
     def experiment(self, dataset=None, **kwargs) -> TrainResult:
@@ -262,6 +264,7 @@ class LudwigLLM:
                  split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:
         """Predictions plus metrics against the dataset's targets; writes test_statistics.json."""
         from ludwig_llm.inference.predict import evaluate_rows, select_split, write_predictions
+        from ludwig_llm.plots import write_confusion_matrices
 
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split, need_targets=True, manifest=loaded.manifest)
@@ -274,4 +277,5 @@ class LudwigLLM:
             if predictions is not None:
                 write_predictions(predictions, directory)
             results.write_json(os.path.join(directory, results.TEST_STATISTICS), statistics)
+            write_confusion_matrices(directory, statistics)
         return EvaluateResult(statistics, predictions, directory)

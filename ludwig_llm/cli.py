@@ -117,6 +117,12 @@ def _add_deployment_commands(commands) -> None:
                            "length minus generation.max_new_tokens).")
     chat.set_defaults(handler=_chat)
 
+    visualize = commands.add_parser("visualize", help="Plot the learning curves of one or more runs side by side as a PNG.")
+    visualize.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR", help="Run directories (with training_statistics.json).")
+    visualize.add_argument("--output", default="learning_curves_comparison.png",
+                           help="The PNG to write (default: learning_curves_comparison.png).")
+    visualize.set_defaults(handler=_visualize)
+
 
 def _serve(args) -> int:
     from ludwig_llm.serve.app import serve
@@ -136,6 +142,13 @@ def _chat(args) -> int:
     from ludwig_llm.chat import run_chat
 
     run_chat(args.model_path, system=args.system, max_history_tokens=args.max_history_tokens)
+    return 0
+
+
+def _visualize(args) -> int:
+    from ludwig_llm.plots import compare_runs
+
+    print(f"wrote {compare_runs(args.run, args.output)}")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 import yaml
 
 from ludwig_llm.errors import UserError
+from ludwig_llm.models.card import write_model_card
 from ludwig_llm.results import read_json, write_json
 
 CONFIG_FILE = "ludwig_llm_config.yaml"
@@ -56,6 +57,7 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     manifest = Manifest(weights=weights, base_model=base_model_path, labels=labels, has_retrieval=retriever is not None,
                         merged=merge and weights == "adapter", extra=dict(extra or {}))
     write_json(os.path.join(directory, MANIFEST_FILE), manifest.__dict__)
+    write_model_card(directory, config.to_dict(), manifest.__dict__)  # replaces peft's empty template
 
 
 def read_model_directory(directory: str):

@@ -1,0 +1,26 @@
+"""What a run directory gets once training and evaluation are done: the learning-curves PNG, and the
+model card rewritten with the data fingerprint and test metrics that were unknown when the model was saved."""
+
+from __future__ import annotations
+
+import os
+
+from ludwig_llm.models.bundle import MANIFEST_FILE, read_model_directory
+from ludwig_llm.models.card import write_model_card
+from ludwig_llm.plots import write_learning_curves
+from ludwig_llm.results import DESCRIPTION, MODEL_DIR, TEST_STATISTICS, read_json
+
+
+def finish_run(run_directory: str) -> None:
+    write_learning_curves(run_directory)
+    model_directory = os.path.join(run_directory, MODEL_DIR)
+    if not os.path.isfile(os.path.join(model_directory, MANIFEST_FILE)):
+        return  # --skip_save_model
+    config, manifest = read_model_directory(model_directory)
+    description = _read_if_present(os.path.join(run_directory, DESCRIPTION)) or {}
+    write_model_card(model_directory, config.to_dict(), manifest.__dict__, data_fingerprint=description.get("data_fingerprint"),
+                     test_statistics=_read_if_present(os.path.join(run_directory, TEST_STATISTICS)))
+
+
+def _read_if_present(path: str):
+    return read_json(path) if os.path.isfile(path) else None
