@@ -123,6 +123,13 @@ def _add_deployment_commands(commands) -> None:
                            help="The PNG to write (default: learning_curves_comparison.png).")
     visualize.set_defaults(handler=_visualize)
 
+    upload = commands.add_parser("upload", help="Upload a trained model to the Hugging Face Hub (token from HF_TOKEN).")
+    upload.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    upload.add_argument("--repo_id", required=True, help="The Hub repository, ORG/NAME; created if it does not exist.")
+    upload.add_argument("--merged", action="store_true", help="Upload the merged plain transformers model instead of the model directory.")
+    upload.add_argument("--private", action="store_true", help="Create the repository as private.")
+    upload.set_defaults(handler=_upload)
+
 
 def _serve(args) -> int:
     from ludwig_llm.serve.app import serve
@@ -149,6 +156,13 @@ def _visualize(args) -> int:
     from ludwig_llm.plots import compare_runs
 
     print(f"wrote {compare_runs(args.run, args.output)}")
+    return 0
+
+
+def _upload(args) -> int:
+    from ludwig_llm.hub_upload import upload_model
+
+    print(f"uploaded: {upload_model(args.model_path, args.repo_id, merged=args.merged, private=args.private)}")
     return 0
 
 
