@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 import yaml
 
+from ludwig_llm.console import LEVELS, configure_console, metrics_table
 from ludwig_llm.errors import ConfigValidationError, UserError
 
 DATASET_HELP = "CSV, TSV, JSON, JSONL or Parquet file, a directory saved with datasets' save_to_disk, or a Hugging Face dataset id."
@@ -90,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export_schema", help="Write the JSON Schema of the config, for editor autocompletion.")
     export.add_argument("--output", help="Write to this file instead of standard output.")
     export.set_defaults(handler=_export_schema)
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", help="Also show third-party libraries' notices and warnings.")
+        command.add_argument("--logging_level", choices=list(LEVELS), default="warning",
+                             help="Log level (default: warning); debug also shows third-party notices.")
     return parser
 
 
@@ -241,6 +246,8 @@ def _experiment(args) -> int:
 
     model = LudwigLLM(args.config)
     result = model.experiment(**_datasets(args), **_run_options(args))
+    if result.test_statistics:
+        print(metrics_table(result.test_statistics))
     print(f"run directory: {result.run_directory}")
     return 0
 
@@ -259,7 +266,7 @@ def _evaluate(args) -> int:
 
     model = LudwigLLM.load(args.model_path)
     result = model.evaluate(args.dataset, batch_size=args.batch_size, output_directory=args.output_directory, split=args.split)
-    print(json.dumps(result.statistics, indent=2, default=str))
+    print(metrics_table(result.statistics))
     print(f"evaluation: {result.output_directory}")
     return 0
 
@@ -279,6 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     handler: Callable[[argparse.Namespace], int] = args.handler
+    configure_console(args.logging_level, verbose=args.verbose)
     try:
         return handler(args)
     except ConfigValidationError as error:
