@@ -137,7 +137,12 @@ def _add_deployment_commands(commands) -> None:
 
 
 def _serve(args) -> int:
-    from ludwig_llm.serve.app import serve
+    try:
+        from ludwig_llm.serve.app import serve
+    except ModuleNotFoundError as error:
+        if error.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
+            raise
+        raise UserError(f"`serve` needs {error.name}: pip install 'ludwig_llm[serve]'.") from None
 
     serve(args.model_path, host=args.host, port=args.port)
     return 0
