@@ -117,7 +117,7 @@ class LudwigLLM:
             results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
                                  timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
         )
-        finish_run(run_directory)  # learning curves, and the model card with the data fingerprint and test metrics
+        finish_run(run_directory, config)  # learning curves, tracking, the model card with data fingerprint and test metrics
         return TrainResult(run_directory, statistics, test_statistics)
 
     def experiment(self, dataset=None, **kwargs) -> TrainResult:

@@ -1,5 +1,6 @@
-"""What a run directory gets once training and evaluation are done: the learning-curves PNG, and the
-model card rewritten with the data fingerprint and test metrics that were unknown when the model was saved."""
+"""What a run directory gets once training and evaluation are done: the learning-curves PNG, the tracking
+records (TensorBoard, MLflow, W&B), and the model card rewritten with the data fingerprint and test metrics
+that were unknown when the model was saved."""
 
 from __future__ import annotations
 
@@ -8,18 +9,22 @@ import os
 from ludwig_llm.models.bundle import MANIFEST_FILE, read_model_directory
 from ludwig_llm.models.card import write_model_card
 from ludwig_llm.plots import write_learning_curves
-from ludwig_llm.results import DESCRIPTION, MODEL_DIR, TEST_STATISTICS, read_json
+from ludwig_llm.results import DESCRIPTION, MODEL_DIR, TEST_STATISTICS, TRAINING_STATISTICS, read_json
+from ludwig_llm.tracking import track_finished_run
 
 
-def finish_run(run_directory: str) -> None:
+def finish_run(run_directory: str, config) -> None:
     write_learning_curves(run_directory)
+    statistics = _read_if_present(os.path.join(run_directory, TRAINING_STATISTICS)) or {}
+    test_statistics = _read_if_present(os.path.join(run_directory, TEST_STATISTICS))
+    track_finished_run(config, run_directory, statistics, test_statistics)
     model_directory = os.path.join(run_directory, MODEL_DIR)
     if not os.path.isfile(os.path.join(model_directory, MANIFEST_FILE)):
         return  # --skip_save_model
-    config, manifest = read_model_directory(model_directory)
+    saved_config, manifest = read_model_directory(model_directory)
     description = _read_if_present(os.path.join(run_directory, DESCRIPTION)) or {}
-    write_model_card(model_directory, config.to_dict(), manifest.__dict__, data_fingerprint=description.get("data_fingerprint"),
-                     test_statistics=_read_if_present(os.path.join(run_directory, TEST_STATISTICS)))
+    write_model_card(model_directory, saved_config.to_dict(), manifest.__dict__, data_fingerprint=description.get("data_fingerprint"),
+                     test_statistics=test_statistics)
 
 
 def _read_if_present(path: str):
