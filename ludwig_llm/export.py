@@ -24,6 +24,8 @@ from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import build_generation_config
 from ludwig_llm.models.adapters import PROMPT_LEARNING_TYPES, merge_and_save, saved_adapter_type
 from ludwig_llm.models.bundle import CONFIG_FILE, MANIFEST_FILE, MERGED_DIR, RETRIEVAL_DIR, read_model_directory
+from ludwig_llm.models.card import write_model_card
+from ludwig_llm.run_report import run_facts
 
 FORMATS = ("merged", "adapter")
 # What a model directory holds for ludwig_llm only; everything else is a plain Hugging Face file.
@@ -61,10 +63,9 @@ def export_model(model_path: str, output_directory: str, format: str = "merged")
         built.model.save_pretrained(output_directory)
         built.tokenizer.save_pretrained(output_directory)
     generation_config.save_pretrained(output_directory)
-    readme = os.path.join(model_path, "README.md")
-    if os.path.isfile(readme):
-        shutil.copy2(readme, os.path.join(output_directory, "README.md"))
+    write_model_card(output_directory, config.to_dict(), {**manifest.__dict__, "weights": "merged"}, **run_facts(os.path.dirname(os.path.abspath(model_path))))
     return output_directory
+
 
 
 def _copy_plain_files(model_path: str, output_directory: str) -> None:

@@ -16,15 +16,20 @@ from ludwig_llm.tracking import track_finished_run
 def finish_run(run_directory: str, config) -> None:
     write_learning_curves(run_directory)
     statistics = _read_if_present(os.path.join(run_directory, TRAINING_STATISTICS)) or {}
-    test_statistics = _read_if_present(os.path.join(run_directory, TEST_STATISTICS))
-    track_finished_run(config, run_directory, statistics, test_statistics)
+    facts = run_facts(run_directory)
+    track_finished_run(config, run_directory, statistics, facts["test_statistics"])
     model_directory = os.path.join(run_directory, MODEL_DIR)
     if not os.path.isfile(os.path.join(model_directory, MANIFEST_FILE)):
         return  # --skip_save_model
     saved_config, manifest = read_model_directory(model_directory)
+    write_model_card(model_directory, saved_config.to_dict(), manifest.__dict__, **facts)
+
+
+def run_facts(run_directory: str) -> dict:
+    """For the model card: the run's data fingerprint and test metrics (None where the run has none)."""
     description = _read_if_present(os.path.join(run_directory, DESCRIPTION)) or {}
-    write_model_card(model_directory, saved_config.to_dict(), manifest.__dict__, data_fingerprint=description.get("data_fingerprint"),
-                     test_statistics=test_statistics)
+    return {"data_fingerprint": description.get("data_fingerprint"),
+            "test_statistics": _read_if_present(os.path.join(run_directory, TEST_STATISTICS))}
 
 
 def _read_if_present(path: str):

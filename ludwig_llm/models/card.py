@@ -41,6 +41,7 @@ def render_model_card(config: Dict[str, Any], manifest: Dict[str, Any], *, data_
     inputs = ", ".join(f"`{f['name']}` ({f['type']})" for f in config.get("input_features", []))
     outputs = ", ".join(f"`{f['name']}` ({f['type']})" for f in config.get("output_features", []))
     what = {"adapter": f"a {adapter['type'] if adapter else 'peft'} adapter on the base model",
+            "merged": f"the {adapter['type'] if adapter else 'peft'} adapter merged into the base model's weights",
             "full": "every weight of the base model, fine-tuned", "base": "the base model unchanged (in-context learning)"}
     lines = ["---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "",
              f"# {_title(config)}", "",
@@ -65,17 +66,25 @@ def render_model_card(config: Dict[str, Any], manifest: Dict[str, Any], *, data_
     lines.append(f"- Data fingerprint (sha256 of the rows): `{data_fingerprint}`" if data_fingerprint
                  else "- Data fingerprint: in the run's description.json")
     lines += ["", "## Evaluation", ""] + _metrics_lines(test_statistics)
-    lines += ["", "## How to load", "", "With ludwig_llm (same prompt rendering and decoding as training):", "", "```python",
-              "from ludwig_llm.api import LudwigLLM", "", 'model = LudwigLLM.load("path/to/model")',
-              'predictions = model.predict("rows.csv").predictions', "```", ""]
+    lines += ["", "## How to load", ""]
+    if weights == "merged":
+        lines += ["With transformers (`generation_config.json` holds the run's decoding settings; render the prompt "
+                  "template above yourself):", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                  'model = AutoModelForCausalLM.from_pretrained("path/to/model")',
+                  'tokenizer = AutoTokenizer.from_pretrained("path/to/model")', "```", ""]
+    else:
+        lines += ["With ludwig_llm (same prompt rendering and decoding as training):", "", "```python",
+                  "from ludwig_llm.api import LudwigLLM", "", 'model = LudwigLLM.load("path/to/model")',
+                  'predictions = model.predict("rows.csv").predictions', "```", ""]
     if weights == "adapter":
         lines += ["With peft alone:", "", "```python", "from peft import AutoPeftModelForCausalLM",
                   "from transformers import AutoTokenizer", "",
                   'model = AutoPeftModelForCausalLM.from_pretrained("path/to/model")',
                   'tokenizer = AutoTokenizer.from_pretrained("path/to/model")', "```", ""]
-    lines += ["As plain transformers weights: `ludwig_llm export --model_path path/to/model --output_directory merged`.", "",
-              "Serve it: `ludwig_llm serve --model_path path/to/model` (REST and OpenAI-compatible endpoints).", "",
-              "## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip("\n"), "```", ""]
+    if weights != "merged":
+        lines += ["As plain transformers weights: `ludwig_llm export --model_path path/to/model --output_directory merged`.", "",
+                  "Serve it: `ludwig_llm serve --model_path path/to/model` (REST and OpenAI-compatible endpoints).", ""]
+    lines += ["## Config", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip("\n"), "```", ""]
     return "\n".join(lines)
 
 

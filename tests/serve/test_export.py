@@ -83,3 +83,12 @@ def test_refusals_name_the_problem(trained_model_dir, tmp_path, capsys):
     (tmp_path / "taken" / "file").write_text("x")
     assert main(["export", "--model_path", trained_model_dir, "--output_directory", str(tmp_path / "taken")]) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_merged_export_has_a_model_card_for_plain_transformers(trained_model_dir, tmp_path):
+    out = tmp_path / "merged"
+    assert main(["export", "--model_path", trained_model_dir, "--output_directory", str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and "AutoModelForCausalLM.from_pretrained" in card
+    assert "merged into the base model's weights" in card and "AutoPeftModelForCausalLM" not in card
+    assert "[More Information Needed]" not in card
