@@ -9,7 +9,6 @@ import os
 import shutil
 
 import pandas as pd
-import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 

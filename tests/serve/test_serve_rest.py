@@ -99,3 +99,29 @@ def test_cli_serve_answers_predict(trained_model_dir, expected):
         process.terminate()
         output = process.communicate(timeout=60)[0]
     assert "serving" in output and "Traceback" not in output, output
+
+
+def test_category_model_answers_its_label_and_probabilities(make_config, tmp_path):
+    """A category output (in-context learning): /predict gives the label, its probability and one per label."""
+    from ludwig_llm.api import LudwigLLM
+    from ludwig_llm.serve.app import ServedModel, create_app
+    from tests.serve.conftest import LiveServer
+
+    reviews = pd.DataFrame({"review": ["great", "awful", "fine", "superb", "bad", "meh"],
+                            "sentiment": ["positive", "negative", "neutral", "positive", "negative", "neutral"]})
+    config = make_config(**{"trainer": {"type": "none", "_replace": True}, "adapter": None,
+                            "input_features": [{"name": "review", "type": "text"}],
+                            "output_features": [{"name": "sentiment", "type": "category"}],
+                            "prompt": {"template": "Review: {__sample__}\nSentiment:"}})
+    run = LudwigLLM(config).train(dataset=reviews, output_directory=str(tmp_path))
+    served = ServedModel(f"{run.run_directory}/model")
+    server = LiveServer(create_app(served))
+    try:
+        answer = httpx.post(f"{server.url}/predict", json={"review": "what a great film"}, timeout=60).json()
+    finally:
+        server.stop()
+        served.close()
+    expected = served.predictor.predict(pd.DataFrame({"review": ["what a great film"]}), output_directory=None).predictions
+    assert answer == pytest.approx(expected.to_dict(orient="records")[0])
+    assert answer["sentiment_predictions"] in ("negative", "neutral", "positive")
+    assert sum(answer[f"sentiment_probabilities_{label}"] for label in ("negative", "neutral", "positive")) == pytest.approx(1.0)
