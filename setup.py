@@ -33,12 +33,19 @@ setup(
         "sacrebleu>=2.4",
         "rouge-score>=0.1.2",
         "sentence-transformers>=3.0",
+        "matplotlib>=3.8",  # learning-curve and confusion-matrix PNGs of every run
+        "huggingface_hub>=0.34",  # `upload`
+        "tensorboard>=2.15",  # event files of every fine-tuning run (tracking.tensorboard)
     ],
     extras_require={
         "ray": ["ray[train,data]>=2.50"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
+        "mlflow": ["mlflow-skinny>=2.10"],
+        "wandb": ["wandb>=0.19"],
         "deepspeed": ["ray[train,data]>=2.50", "deepspeed>=0.16"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-macros-plugin>=1.3", "jinja2>=3.1"],
-        "test": ["pytest>=8", "jsonschema>=4", "ray[train,data]>=2.50", "deepspeed>=0.16", "mkdocs>=1.6", "mkdocs-material>=9.5",
+        "test": ["pytest>=8", "jsonschema>=4", "fastapi>=0.110", "uvicorn>=0.29", "openai>=1.30", "httpx>=0.27", "pillow>=10", "mlflow-skinny>=2.10",
+                 "wandb>=0.19", "ray[train,data]>=2.50", "deepspeed>=0.16", "mkdocs>=1.6", "mkdocs-material>=9.5",
                  "mkdocs-macros-plugin>=1.3", "jinja2>=3.1"],
     },
     entry_points={"console_scripts": ["ludwig_llm=ludwig_llm.cli:main"]},

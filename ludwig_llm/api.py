@@ -25,6 +25,8 @@ from ludwig_llm.inference.predict import select_split, write_predictions
 from ludwig_llm.models.bundle import read_model_directory
 from ludwig_llm.models.loader import load_tokenizer
 from ludwig_llm.models.resolve import resolve_base_model
+from ludwig_llm.plots import write_confusion_matrices
+from ludwig_llm.run_report import finish_run
 from ludwig_llm.schema import load_config
 from ludwig_llm.schema.registry import load_implementation
 from ludwig_llm.trainers.run import TrainingRun
@@ -110,6 +112,7 @@ class LudwigLLM:
             results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
                                  timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
         )
+        finish_run(run_directory, config)  # learning curves, tracking, the model card with data fingerprint and test metrics
         return TrainResult(run_directory, statistics, test_statistics)
 
     def experiment(self, dataset=None, **kwargs) -> TrainResult:
@@ -193,6 +196,11 @@ class LudwigLLM:
         instance._backend, instance._loaded = backend, loaded
         return instance
 
+    @property
+    def loaded_model(self):
+        """The model and tokenizer (a BuiltModel) of a `load`ed model, for serving, chat and export."""
+        return self._require_loaded().built
+
     def _require_loaded(self):
         if self._loaded is None:
             raise UserError("this model is not trained or loaded: call train() and then LudwigLLM.load(<run>/model).")
@@ -223,4 +231,5 @@ class LudwigLLM:
             if predictions is not None:
                 write_predictions(predictions, directory)
             results.write_json(os.path.join(directory, results.TEST_STATISTICS), statistics)
+            write_confusion_matrices(directory, statistics)
         return EvaluateResult(statistics, predictions, directory)

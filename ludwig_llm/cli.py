@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional
 import yaml
 
 from ludwig_llm import __version__
+from ludwig_llm.console import LEVELS, configure_console, metrics_table
 from ludwig_llm.errors import ConfigValidationError, UserError
 from ludwig_llm.schema import load_config
 from ludwig_llm.schema.json_schema import config_json_schema
@@ -88,10 +89,94 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--output", help="Write to this file instead of standard output.")
     render.set_defaults(handler=_render_config)
 
+    _add_deployment_commands(commands)
+
     export = commands.add_parser("export_schema", help="Write the JSON Schema of the config, for editor autocompletion.")
     export.add_argument("--output", help="Write to this file instead of standard output.")
     export.set_defaults(handler=_export_schema)
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true", help="Also show third-party libraries' notices and warnings.")
+        command.add_argument("--logging_level", choices=list(LEVELS), default="warning",
+                             help="Log level (default: warning); debug also shows third-party notices.")
     return parser
+
+
+def _add_deployment_commands(commands) -> None:
+    """Commands that use a trained model after training (implemented in ludwig_llm.serve and friends)."""
+    serve = commands.add_parser("serve", help="Serve a trained model over HTTP: /predict, /batch_predict and OpenAI-compatible /v1 endpoints.")
+    serve.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface).")
+    serve.add_argument("--port", type=int, default=8000, help="Port to listen on (default: 8000).")
+    serve.set_defaults(handler=_serve)
+
+    export = commands.add_parser("export", help="Write a trained model as plain Hugging Face files: merged weights, or the adapter.")
+    export.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    export.add_argument("--output_directory", required=True, help="Where to write the files (a new or empty directory).")
+    export.add_argument("--format", choices=["merged", "adapter"], default="merged",
+                        help="merged: the adapter merged into the base model (safetensors, tokenizer, generation config); "
+                             "adapter: the peft adapter files (default: merged).")
+    export.set_defaults(handler=_export)
+
+    chat = commands.add_parser("chat", help="Chat with a trained model in the terminal, answers streamed as they are generated.")
+    chat.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    chat.add_argument("--system", help="A system message that starts the conversation.")
+    chat.add_argument("--max_history_tokens", type=int, default=None,
+                      help="Most prompt tokens the conversation may take; older turns are dropped (default: the model's context "
+                           "length minus generation.max_new_tokens).")
+    chat.set_defaults(handler=_chat)
+
+    visualize = commands.add_parser("visualize", help="Plot the learning curves of one or more runs side by side as a PNG.")
+    visualize.add_argument("--run", nargs="+", required=True, metavar="RUN_DIR", help="Run directories (with training_statistics.json).")
+    visualize.add_argument("--output", default="learning_curves_comparison.png",
+                           help="The PNG to write (default: learning_curves_comparison.png).")
+    visualize.set_defaults(handler=_visualize)
+
+    upload = commands.add_parser("upload", help="Upload a trained model to the Hugging Face Hub (token from HF_TOKEN).")
+    upload.add_argument("--model_path", required=True, help="A trained model directory: <run>/model.")
+    upload.add_argument("--repo_id", required=True, help="The Hub repository, ORG/NAME; created if it does not exist.")
+    upload.add_argument("--merged", action="store_true", help="Upload the merged plain transformers model instead of the model directory.")
+    upload.add_argument("--private", action="store_true", help="Create the repository as private.")
+    upload.set_defaults(handler=_upload)
+
+
+def _serve(args) -> int:
+    try:
+        from ludwig_llm.serve.app import serve
+    except ModuleNotFoundError as error:
+        if error.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
+            raise
+        raise UserError(f"`serve` needs {error.name}: pip install 'ludwig_llm[serve]'.") from None
+
+    serve(args.model_path, host=args.host, port=args.port)
+    return 0
+
+
+def _export(args) -> int:
+    from ludwig_llm.export import export_model
+
+    print(f"exported: {export_model(args.model_path, args.output_directory, args.format)}")
+    return 0
+
+
+def _chat(args) -> int:
+    from ludwig_llm.chat import run_chat
+
+    run_chat(args.model_path, system=args.system, max_history_tokens=args.max_history_tokens)
+    return 0
+
+
+def _visualize(args) -> int:
+    from ludwig_llm.plots import compare_runs
+
+    print(f"wrote {compare_runs(args.run, args.output)}")
+    return 0
+
+
+def _upload(args) -> int:
+    from ludwig_llm.hub_upload import upload_model
+
+    print(f"uploaded: {upload_model(args.model_path, args.repo_id, merged=args.merged, private=args.private)}")
+    return 0
 
 
 def _version() -> str:
@@ -164,6 +249,8 @@ def _train(args) -> int:
 def _experiment(args) -> int:
     model = _api()(args.config)
     result = model.experiment(**_datasets(args), **_run_options(args))
+    if result.test_statistics:
+        print(metrics_table(result.test_statistics))
     print(f"run directory: {result.run_directory}")
     return 0
 
@@ -178,7 +265,7 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     model = _api().load(args.model_path)
     result = model.evaluate(args.dataset, batch_size=args.batch_size, output_directory=args.output_directory, split=args.split)
-    print(json.dumps(result.statistics, indent=2, default=str))
+    print(metrics_table(result.statistics))
     print(f"evaluation: {result.output_directory}")
     return 0
 
@@ -196,6 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     handler: Callable[[argparse.Namespace], int] = args.handler
+    configure_console(args.logging_level, verbose=args.verbose)
     try:
         return handler(args)
     except ConfigValidationError as error:

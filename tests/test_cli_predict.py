@@ -88,7 +88,7 @@ def test_evaluate_writes_test_statistics(run_dir, small_dataset_csv, tmp_path, c
     # `--split test` is exactly the run's test split: the same rows and metrics as the experiment's
     assert statistics == json.loads((run_dir / TEST_STATISTICS).read_text())
     pd.testing.assert_frame_equal(pd.read_parquet(directory / "predictions.parquet"), pd.read_parquet(run_dir / "predictions.parquet"))
-    assert '"exact_match"' in out  # the statistics are printed too
+    assert "exact_match" in out  # the statistics are printed too, as a table
 
 
 # ------------------------------------------------------------------ bad input

@@ -9,7 +9,7 @@ import os
 import tempfile
 
 import torch
-from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from peft import PeftConfig, PeftModel, PromptLearningConfig, get_peft_model, set_peft_model_state_dict
 from peft.utils import load_peft_weights
 from transformers import AutoModelForCausalLM
 
@@ -56,6 +56,13 @@ def build_peft_config(adapter_type: str, params: dict | None):
         return config_class(task_type="CAUSAL_LM", **kwargs)
     except (TypeError, ValueError) as e:
         raise UserError(f"Invalid parameters for adapter {adapter_type!r}: {e}") from e
+
+
+def adds_virtual_tokens(adapter_type: str | None) -> bool:
+    """True for prompt-learning adapter types (prefix, prompt, p-tuning): they add virtual tokens instead of
+    changing weights, so there is nothing to merge into the base model."""
+    return adapter_type in adapter_registry and issubclass(load_implementation(adapter_registry.get(adapter_type)),
+                                                           PromptLearningConfig)
 
 
 def saved_adapter_type(adapter_dir: str) -> str | None:

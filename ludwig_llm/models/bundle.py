@@ -21,6 +21,7 @@ from ludwig_llm.models.adapters import merge_and_save
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.models.loader import load_tokenizer
 from ludwig_llm.models.resolve import resolve_base_model
+from ludwig_llm.models.card import write_model_card
 from ludwig_llm.results import read_json, write_json
 from ludwig_llm.schema import load_config
 
@@ -61,6 +62,7 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     manifest = Manifest(weights=weights, base_model=base_model_path, labels=labels, has_retrieval=retriever is not None,
                         merged=merge and weights == "adapter", extra=dict(extra or {}))
     write_json(os.path.join(directory, MANIFEST_FILE), manifest.__dict__)
+    write_model_card(directory, config.to_dict(), manifest.__dict__)  # replaces peft's empty template
 
 
 def read_model_directory(directory: str):

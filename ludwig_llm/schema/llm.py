@@ -11,6 +11,7 @@ from ludwig_llm.schema.generation import GenerationConfig
 from ludwig_llm.schema.model_parameters import ModelParametersConfig
 from ludwig_llm.schema.preprocessing import PreprocessingConfig
 from ludwig_llm.schema.prompt import PromptConfig
+from ludwig_llm.schema.tracking import TrackingConfig
 from ludwig_llm.schema.registry import (
     adapter_registry,
     backend_registry,
@@ -61,6 +62,7 @@ class LLMConfig(BaseConfig):
     )
     preprocessing: PreprocessingConfig = nested(PreprocessingConfig, "Dataset splitting, sampling and sequence lengths.")
     backend: Any = typed_union(backend_registry, backends.LocalBackendConfig, "Where training and prediction run.", impact=Impact.MEDIUM)
+    tracking: TrackingConfig = nested(TrackingConfig, "Experiment tracking of fine-tuning runs (TensorBoard, MLflow, W&B).", impact=Impact.LOW)
 
     @property
     def input_feature(self):

@@ -51,7 +51,7 @@ def test_top_level_shape(schema):
     assert schema["required"] == ["base_model", "input_features", "output_features"]
     assert set(schema["properties"]) == {
         "base_model", "input_features", "output_features", "model_type", "prompt", "adapter", "quantization",
-        "model_parameters", "generation", "trainer", "preprocessing", "backend",
+        "model_parameters", "generation", "trainer", "preprocessing", "backend", "tracking",
     }
     assert all(prop.get("description") for prop in schema["properties"].values())
     lora = next(v for v in schema["properties"]["adapter"]["anyOf"] if v.get("properties", {}).get("type", {}).get("enum") == ["lora"])
