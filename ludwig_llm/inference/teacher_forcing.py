@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import math
 
+import torch
+
+from ludwig_llm.metrics.text import TokenLossAccumulator
+
 
 def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, autocast=None, rank: int = 0,
                            world_size: int = 1) -> dict:
     """Metrics over `rows` (encoded with labels); each worker scores its share and torchmetrics syncs the totals."""
-    import torch
-
-    from ludwig_llm.metrics.text import TokenLossAccumulator
-
     accumulator = TokenLossAccumulator()
     share = rows[rank::world_size]
     # Every worker runs as many batches as the largest share needs: with a sharded model each forward pass

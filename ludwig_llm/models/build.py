@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import torch
+
 from ludwig_llm.models import adapters, loader
+from ludwig_llm.models.precision import Precision, bnb_compute_dtype, default_device, resolve_precision
 from ludwig_llm.models.resolve import resolve_base_model
 
 
@@ -20,46 +23,47 @@ class BuiltModel:
     quantized: bool
 
 
-def compute_dtype_name(requested: str) -> str:
-    """'auto' -> the fastest dtype this machine computes well in: bf16/fp16 on a GPU, fp32 on the CPU."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
+def model_precision(config, device: torch.device, *, for_training: bool) -> Precision:
+    """The precision `config` asks for on `device`. The in-context trainer (`none`) has no precision: `auto`."""
+    return resolve_precision(getattr(config.trainer, "precision", "auto"), device, quantized=config.quantization is not None,
+                             trains_every_weight=for_training and config.adapter is None)
 
 
-def quantization_options(config) -> Optional[dict]:
+def quantization_options(config, precision: Precision) -> Optional[dict]:
     """Our quantization section as loader.load_base_model takes it (unset options left to bitsandbytes)."""
     if config.quantization is None:
         return None
     options = {k: v for k, v in config.quantization.bnb_params().items() if v is not None}
     if "bnb_4bit_compute_dtype" in options:
-        options["bnb_4bit_compute_dtype"] = compute_dtype_name(options["bnb_4bit_compute_dtype"])
+        options["bnb_4bit_compute_dtype"] = bnb_compute_dtype(options["bnb_4bit_compute_dtype"], precision)
     return options
 
 
 def build_llm(config, *, for_training: bool, padding_side: str = "right", base_model_path: Optional[str] = None,
-              adapter_path: Optional[str] = None) -> BuiltModel:
+              adapter_path: Optional[str] = None, total_steps: Optional[int] = None,
+              device: Optional[torch.device] = None) -> BuiltModel:
     """Load the base model and tokenizer, and attach the adapter the config asks for.
 
     ``adapter_path`` (a saved adapter, e.g. of a trained run) wins over the config's
     ``pretrained_adapter_weights``. Full fine-tuning (no adapter) trains every weight.
+    ``total_steps``: the optimizer steps of the training run, which AdaLoRA's rank schedule needs
+    when the config leaves ``total_step`` unset. ``device``: where the model will compute (the
+    training worker's device); it decides the precision. Prediction moves the model there itself.
     """
+    device = device or default_device()
+    precision = model_precision(config, device, for_training=for_training)
     trust = config.model_parameters.trust_remote_code
     path = base_model_path or resolve_base_model(config.base_model)
     loader.check_remote_code(path, trust)
     tokenizer = loader.load_tokenizer(path, trust_remote_code=trust, padding_side=padding_side)
     rope = config.model_parameters.rope_scaling
-    quantization = quantization_options(config)
+    quantization = quantization_options(config, precision)
     model = loader.load_base_model(
         path,
         quantization=quantization,
         rope_scaling=rope.rope_params() if rope is not None else None,
         trust_remote_code=trust,
-        dtype=_weights_dtype(config, for_training),
+        dtype=precision.load_dtype,
     )
     trainer = config.trainer
     if for_training and config.adapter is not None:
@@ -72,41 +76,21 @@ def build_llm(config, *, for_training: bool, padding_side: str = "right", base_m
         model = adapters.apply_adapter(
             model,
             config.adapter.type if config.adapter else None,
-            _adapter_params(config, for_training),
+            _adapter_params(config, total_steps),
             pretrained_adapter_weights=saved_adapter,
             is_trainable=for_training,
         )
     if not for_training:
         model.eval()
-        if quantization is None:
-            import torch
-
-            if torch.cuda.is_available():
-                model.to("cuda")
+        if quantization is None:  # bitsandbytes placed the quantized weights when loading
+            model.to(device)
     return BuiltModel(model=model, tokenizer=tokenizer, base_model_path=path, quantized=quantization is not None)
 
 
-def _adapter_params(config, for_training: bool) -> Optional[dict]:
+def _adapter_params(config, total_steps: Optional[int]) -> Optional[dict]:
     if config.adapter is None:
         return None
     params = config.adapter.peft_params()
-    if config.adapter.type == "adalora" and params.get("total_step") is None:
-        params.pop("total_step", None)
+    if config.adapter.type == "adalora" and params.get("total_step") is None and total_steps is not None:
+        params["total_step"] = total_steps  # AdaLoRA's rank schedule spans the whole training run
     return params
-
-
-def _weights_dtype(config, for_training: bool) -> Optional[str]:
-    """Unquantized weights: fp32 for training on the CPU (bf16 CPU kernels are slow and lossy), else the compute dtype."""
-    if config.quantization is not None:
-        return None
-    import torch
-
-    if not torch.cuda.is_available():
-        return "float32"
-    precision = getattr(config.trainer, "precision", "auto")
-    if for_training and config.adapter is None:
-        # Full fine-tuning keeps fp32 master weights; autocast does the low-precision math.
-        return "float32"
-    if precision in ("bf16", "fp16"):
-        return {"bf16": "bfloat16", "fp16": "float16"}[precision]
-    return compute_dtype_name("auto")

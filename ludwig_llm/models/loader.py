@@ -10,31 +10,16 @@ import json
 import logging
 import os
 
+import torch
+from huggingface_hub import hf_hub_download
+from peft import prepare_model_for_kbit_training
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
 from ludwig_llm.errors import UserError
+from ludwig_llm.models.precision import DTYPE_NAMES
 
 TRUST_REMOTE_CODE_KEY = "model_parameters.trust_remote_code"
-
-QUANTIZATION_KEYS = {
-    "bits",
-    "bnb_4bit_quant_type",
-    "bnb_4bit_use_double_quant",
-    "bnb_4bit_compute_dtype",
-    "bnb_4bit_quant_storage",
-    "llm_int8_threshold",
-    "llm_int8_has_fp16_weight",
-    "llm_int8_skip_modules",
-}
-
-_DTYPE_NAMES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
 
 
 def hf_token() -> str | None:
@@ -42,18 +27,9 @@ def hf_token() -> str | None:
     return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
 
 
-def resolve_torch_dtype(dtype, what: str = "dtype"):
-    """Map a dtype name ("float32", "bf16", "auto", ...) to what transformers expects; None stays None."""
-    if dtype is None or dtype == "auto":
-        return dtype
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    canonical = _DTYPE_NAMES.get(str(dtype).lower())
-    if canonical is None:
-        raise UserError(f"Unknown {what} {dtype!r}; use one of: auto, float32, bfloat16, float16.")
-    return getattr(torch, canonical)
+def _torch_dtype(dtype):
+    """A schema dtype name ("float32", "bfloat16", "float16") as a torch dtype; torch dtypes, "auto" and None pass."""
+    return DTYPE_NAMES[dtype] if isinstance(dtype, str) and dtype != "auto" else dtype
 
 
 # ---------------------------------------------------------------- remote code
@@ -74,8 +50,6 @@ def _hub_json(repo_id: str, filename: str) -> dict | None:
     # Best effort: when the Hub can't be reached, from_pretrained reports the
     # real problem right after, with its own message.
     try:
-        from huggingface_hub import hf_hub_download
-
         with open(hf_hub_download(repo_id, filename, token=hf_token()), encoding="utf-8") as f:
             return json.load(f)
     except Exception:
@@ -117,8 +91,6 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str
 
     Use ``padding_side="right"`` for training and ``"left"`` for batched generation.
     """
-    from transformers import AutoTokenizer
-
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     check_remote_code(path, trust_remote_code)
@@ -138,22 +110,12 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str
 
 
 def build_bnb_config(quantization: dict):
-    """A transformers ``BitsAndBytesConfig`` from our ``quantization`` section."""
-    from transformers import BitsAndBytesConfig
-
-    unknown = sorted(set(quantization) - QUANTIZATION_KEYS)
-    if unknown:
-        raise UserError(
-            f"Unknown quantization option(s) {', '.join(unknown)}; valid: {', '.join(sorted(QUANTIZATION_KEYS))}."
-        )
+    """A transformers ``BitsAndBytesConfig`` from our quantization section (validated by the schema):
+    ``bits`` 4 or 8 plus bitsandbytes' own options."""
     options = dict(quantization)
     bits = options.pop("bits", 4)
-    if bits not in (4, 8):
-        raise UserError(f"quantization.bits must be 4 or 8, got {bits!r}.")
     if "bnb_4bit_compute_dtype" in options:
-        options["bnb_4bit_compute_dtype"] = resolve_torch_dtype(
-            options["bnb_4bit_compute_dtype"], "quantization.bnb_4bit_compute_dtype"
-        )
+        options["bnb_4bit_compute_dtype"] = _torch_dtype(options["bnb_4bit_compute_dtype"])
     return BitsAndBytesConfig(load_in_4bit=bits == 4, load_in_8bit=bits == 8, **options)
 
 
@@ -173,20 +135,12 @@ def apply_rope_scaling(config, rope_scaling: dict) -> None:
     reads ``rope_type``/``factor``/``rope_theta`` from there when the model is
     built, so the scaling must be on the config before loading.
     """
-    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
     current = getattr(config, "rope_parameters", None)
     if not current:
         raise UserError(
             f"rope_scaling was given but the model type {config.model_type!r} does not use rotary position embeddings."
         )
-    scaling = dict(rope_scaling)
-    if "type" in scaling:  # transformers 4 spelling
-        scaling.setdefault("rope_type", scaling.pop("type"))
-    rope_type = scaling.get("rope_type")
-    valid_types = sorted({"default", *ROPE_INIT_FUNCTIONS})
-    if rope_type not in valid_types:
-        raise UserError(f"rope_scaling.rope_type must be one of {', '.join(valid_types)}; got {rope_type!r}.")
+    scaling = dict(rope_scaling)  # the schema's rope_params(): a valid rope_type and its options
 
     nested_keys = config.nested_rope_parameter_keys(current)
     if nested_keys:  # per-layer-type settings (e.g. Gemma 3): scale each of them
@@ -211,8 +165,6 @@ def _scaled(current: dict | None, scaling: dict) -> dict:
 
 
 def load_config(path: str, trust_remote_code: bool = False, rope_scaling: dict | None = None):
-    from transformers import AutoConfig
-
     check_remote_code(path, trust_remote_code)
     config = AutoConfig.from_pretrained(path, token=hf_token(), trust_remote_code=trust_remote_code)
     if rope_scaling:
@@ -226,25 +178,23 @@ def load_base_model(
     quantization: dict | None = None,
     rope_scaling: dict | None = None,
     trust_remote_code: bool = False,
-    dtype: str | None = None,
+    dtype: torch.dtype | str | None = None,
     device_map=None,
 ):
     """Load ``AutoModelForCausalLM`` from ``path``.
 
     ``quantization``: our quantization section (``bits`` 4 or 8 plus bitsandbytes
     options); works on CPU too. ``rope_scaling``: e.g. ``{"rope_type": "linear",
-    "factor": 2.0}``. ``dtype``: "float32", "bfloat16", "float16", "auto" or None
+    "factor": 2.0}``. ``dtype``: a torch dtype, its name ("float32", "bfloat16", "float16"), "auto" or None
     (None lets transformers 5 pick, which means the checkpoint's own dtype).
     ``device_map``: passed to transformers; for a quantized model on a machine
     with CUDA it defaults to the current GPU, because bitsandbytes models cannot
     be moved with ``.to()`` after loading.
     """
-    from transformers import AutoModelForCausalLM
-
     config = load_config(path, trust_remote_code, rope_scaling)
     _check_causal_lm(path, config)
     kwargs = {"config": config, "token": hf_token(), "trust_remote_code": trust_remote_code}
-    torch_dtype = resolve_torch_dtype(dtype)
+    torch_dtype = _torch_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
     if quantization:
@@ -257,8 +207,6 @@ def load_base_model(
 
 
 def _check_causal_lm(path: str, config) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
     if getattr(config, "auto_map", None):
         return  # custom code (already opted in) brings its own classes
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -288,8 +236,6 @@ def _log_8bit_input_cast_once() -> None:
 
 
 def _default_quantized_device_map():
-    import torch
-
     if torch.cuda.is_available():
         return {"": torch.cuda.current_device()}
     return None
@@ -318,8 +264,6 @@ def prepare_for_kbit_training(model, gradient_checkpointing: bool):
     embeddings) to float32 for stable training. For a model that is not
     quantized this only enables gradient checkpointing, if asked.
     """
-    from peft import prepare_model_for_kbit_training
-
     if is_quantized(model):
         # Checkpointing is enabled below instead: peft's own path uses the
         # deprecated transformers API and reentrant checkpointing.

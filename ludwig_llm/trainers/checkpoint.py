@@ -15,6 +15,10 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
 WEIGHTS_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
@@ -49,21 +53,14 @@ class Checkpoint:
 
 
 def save_weights(weights: dict, path: str) -> None:
-    from safetensors.torch import save_file
-
     save_file(weights, path)
 
 
 def load_weights(path: str) -> dict:
-    from safetensors.torch import load_file
-
     return load_file(path)
 
 
 def save_checkpoint(directory: str, weights: dict, optimizer_state: dict, scheduler, state: LoopState) -> None:
-    import numpy as np
-    import torch
-
     save_weights(weights, os.path.join(directory, WEIGHTS_FILE))
     torch.save(optimizer_state, os.path.join(directory, OPTIMIZER_FILE))
     torch.save(scheduler.state_dict(), os.path.join(directory, SCHEDULER_FILE))
@@ -80,9 +77,6 @@ def save_checkpoint(directory: str, weights: dict, optimizer_state: dict, schedu
 
 def read_checkpoint(directory: str) -> Checkpoint:
     """Read a checkpoint and restore the random number generators it saved."""
-    import numpy as np
-    import torch
-
     rng = torch.load(os.path.join(directory, RNG_FILE), weights_only=True)
     random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
     kind, keys, pos, has_gauss, cached = rng["numpy"]
@@ -102,8 +96,6 @@ def read_checkpoint(directory: str) -> Checkpoint:
 
 def _plain_rng(rng: dict) -> dict:
     # numpy's state holds an ndarray, which weights_only loading refuses; a tensor is accepted.
-    import torch
-
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     rng["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached)
     return rng

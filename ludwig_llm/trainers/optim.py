@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import bitsandbytes as bnb
+import torch
+from transformers import get_scheduler
+
 
 def build_optimizer(model, trainer):
-    import torch
-
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -22,16 +24,12 @@ def build_optimizer(model, trainer):
     if opt.type == "sgd":
         return torch.optim.SGD(groups, lr=trainer.learning_rate, momentum=opt.momentum)
     if opt.type in ("adamw_8bit", "paged_adamw_8bit"):
-        import bitsandbytes as bnb
-
         cls = bnb.optim.AdamW8bit if opt.type == "adamw_8bit" else bnb.optim.PagedAdamW8bit
         return cls(groups, lr=trainer.learning_rate, betas=tuple(opt.betas), eps=opt.eps)
     return torch.optim.AdamW(groups, lr=trainer.learning_rate, betas=tuple(opt.betas), eps=opt.eps)
 
 
 def build_scheduler(optimizer, trainer, total_steps: int):
-    from transformers import get_scheduler
-
     schedule = trainer.learning_rate_scheduler
     warmup = schedule.warmup_steps if schedule.warmup_steps is not None else math.ceil(schedule.warmup_fraction * total_steps)
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[schedule.decay]

