@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
-from ludwig_llm.schema import adapters, backends, quantization, trainers  # noqa: F401  (fills the registries)
+from ludwig_llm.schema import adapters, adapters_more, backends, quantization, trainers  # noqa: F401  (fills the registries)
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option, required, typed_union, typed_union_list
 from ludwig_llm.schema.generation import GenerationConfig

@@ -25,6 +25,15 @@ ADAPTER_PARAMS = {
     "loha": {"r": 4, "alpha": 8, "module_dropout": 0.1},
     "lokr": {"r": 4, "alpha": 8, "module_dropout": 0.1},
     "vera": {"r": 8, "vera_dropout": 0.1},
+    # The tiny model's layers are 64 and 128 wide: block and vector sizes must divide them.
+    "oft": {"oft_block_size": 16, "module_dropout": 0.1},
+    "boft": {"boft_block_size": 8, "boft_dropout": 0.1},
+    "hra": {"r": 4},
+    "ln_tuning": {},
+    "vblora": {"r": 2, "num_vectors": 16, "vector_length": 16, "topk": 2},
+    "fourierft": {"n_frequency": 32, "scaling": 100.0},
+    "c3a": {"block_size": 16},
+    "tinylora": {"r": 2, "u": 8},
 }
 # Adapters that add virtual tokens instead of changing weights: nothing to merge.
 PROMPT_LEARNING_TYPES = {name for name, schema in adapter_registry.items()
