@@ -126,6 +126,30 @@ def no_merge_into_4bit(config) -> Iterator[ConfigIssue]:
 
 
 @cross_field_check
+def merge_needs_a_mergeable_adapter(config) -> Iterator[ConfigIssue]:
+    adapter = config.adapter
+    if adapter is not None and not adapter.mergeable and adapter.postprocessor.merge_adapter_into_base_model:
+        yield ConfigIssue(
+            "adapter.postprocessor.merge_adapter_into_base_model",
+            f"'{adapter.type}' adds learned virtual tokens instead of changing weights, so there is nothing to merge "
+            "into the base model; set it to false (the adapter is saved beside the base model).",
+            True,
+        )
+
+
+@cross_field_check
+def loftq_quantizes_by_itself(config) -> Iterator[ConfigIssue]:
+    adapter = config.adapter
+    if adapter is not None and getattr(adapter, "init_lora_weights", None) == "loftq" and config.quantization is not None:
+        yield ConfigIssue(
+            "adapter.init_lora_weights",
+            "LoftQ starts from the full-precision weights and quantizes them itself (adapter.loftq_config.loftq_bits); "
+            "remove 'quantization', or use another init with QLoRA.",
+            "loftq",
+        )
+
+
+@cross_field_check
 def generation_lengths_agree(config) -> Iterator[ConfigIssue]:
     generation = config.generation
     if generation.min_new_tokens > generation.max_new_tokens:

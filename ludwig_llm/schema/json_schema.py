@@ -62,6 +62,8 @@ def _validators(field):
 
 
 def _type_schema(field: marshmallow.fields.Field) -> Dict[str, Any]:
+    if hasattr(field, "json_schema"):  # a custom field that knows its own JSON Schema
+        return field.json_schema()
     if isinstance(field, TypedUnion):
         variants = [class_json_schema(config_class) for _, config_class in field.registry.items()]
         if field.default_key_value is None:  # as in the loader: a mapping must name its type (or bits)

@@ -198,3 +198,27 @@ def test_prompt_learning_adapters_cannot_be_merged(tiny_llama, tmp_path, adapter
     peft_model = apply_adapter(load_base_model(tiny_llama), adapter_type, ADAPTER_PARAMS[adapter_type])
     with pytest.raises(UserError, match="cannot be merged"):
         merge_and_save(peft_model, str(tmp_path))
+
+
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="peft's LoftQ quantizes on CUDA")
+
+
+@pytest.mark.parametrize("init", ["gaussian", "pissa", "pissa_niter_2", "olora", "orthogonal",
+                                  pytest.param("loftq", marks=NEEDS_CUDA)])
+def test_lora_initializations_by_name_attach_and_train(tiny_llama, init):
+    """Ludwig's `init_lora_weights` strings reach peft through the schema class and give a trainable adapter."""
+    from ludwig_llm.schema.adapters import LoraConfig
+
+    params = LoraConfig.from_dict({"r": 4, "alpha": 8, "dropout": 0.0, "init_lora_weights": init}).peft_params()
+    peft_model = apply_adapter(load_base_model(tiny_llama, dtype="float32"), "lora", params)
+    assert peft_model.peft_config["default"].init_lora_weights == init
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    peft_model.train()
+    peft_model(input_ids=INPUT_IDS, labels=INPUT_IDS).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_loftq_without_a_gpu_is_a_clear_user_error():
+    with pytest.raises(UserError, match="'loftq' runs on a GPU"):
+        build_peft_config("lora", {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4, "loftq_iter": 1}})
