@@ -44,8 +44,10 @@ class StrictSchema(marshmallow.Schema):
         if not isinstance(original_data, dict):
             return
         known = [f.data_key or name for name, f in self.load_fields.items()]
+        ludwig_only = getattr(CLASS_OF_SCHEMA.get(type(self)), "ludwig_only_keys", {})
         unknown = {
-            key: [f"unknown key.{did_you_mean(key, known) or ' Known keys: ' + ', '.join(known) + '.'}"]
+            key: [f"Ludwig's '{key}', not read here: {ludwig_only[key]}" if key in ludwig_only else
+                  f"unknown key.{did_you_mean(key, known) or ' Known keys: ' + ', '.join(known) + '.'}"]
             for key in original_data
             if key not in known
         }

@@ -5,7 +5,11 @@ A new rule is one function decorated with ``@cross_field_check``.
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
 from typing import Callable, Iterator, List
+
+import marshmallow
 
 from ludwig_llm.errors import ConfigIssue
 from ludwig_llm.schema import template as prompt_template
@@ -19,7 +23,57 @@ def cross_field_check(function: Callable) -> Callable:
 
 
 def run_checks(config) -> List[ConfigIssue]:
-    return [issue for check in CHECKS for issue in check(config)]
+    """Every rule's problems. ``config`` may be a PartialConfig: a rule that reads an invalid section is skipped."""
+    issues: List[ConfigIssue] = []
+    for check in CHECKS:
+        try:
+            issues.extend(check(config))
+        except InvalidSection:
+            pass
+    return issues
+
+
+class InvalidSection(Exception):
+    """Raised when a rule reads a section that failed its own validation (its errors are reported already)."""
+
+
+class _Invalid:
+    """Stands for a section that failed validation: any use of it ends the rule that reads it."""
+
+    def __getattr__(self, name):
+        raise InvalidSection(name)
+
+    def __len__(self):
+        raise InvalidSection("len")
+
+    def __iter__(self):
+        raise InvalidSection("iter")
+
+    def __getitem__(self, key):
+        raise InvalidSection(key)
+
+
+def partial_config(config_class, data: dict):
+    """The config's top-level sections that are valid on their own (defaults where absent); the others are
+    `_Invalid`. Used when the config as a whole fails, so that rules over its valid sections still report."""
+    schema = config_class.Schema()
+    defaults = {f.name: f for f in dataclasses.fields(config_class)}
+    sections = {}
+    for name, field in schema.fields.items():
+        key = field.data_key or name
+        default = defaults[name]
+        try:
+            if key in data:
+                sections[name] = field.deserialize(data[key], key, data)
+            elif default.default is not dataclasses.MISSING:
+                sections[name] = default.default
+            elif default.default_factory is not dataclasses.MISSING:
+                sections[name] = default.default_factory()
+            else:  # required and missing
+                sections[name] = _Invalid()
+        except marshmallow.ValidationError:
+            sections[name] = _Invalid()
+    return SimpleNamespace(**sections)
 
 
 @cross_field_check

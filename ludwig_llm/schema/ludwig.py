@@ -13,13 +13,14 @@ import marshmallow
 
 # Top-level sections of a Ludwig config that have no counterpart here, with what to do instead.
 LUDWIG_ONLY_SECTIONS: Dict[str, str] = {
-    "hyperopt": "Ludwig's hyperparameter search is not part of ludwig_llm; remove the section and run one config "
+    "hyperopt": "hyperparameter search is not part of ludwig_llm; remove the section and run one config "
                 "per setting (or drive `ludwig_llm.api` from Ray Tune or Optuna).",
-    "combiner": "Ludwig's combiner joins several input features in ECD models; an LLM takes one text input, "
+    "combiner": "the combiner joins several input features in ECD models; an LLM takes one text input, "
                 "so remove the section.",
-    "ludwig_version": "written by Ludwig when it saves a config; remove it.",
-    "defaults": "Ludwig's per-feature-type defaults are not supported; put the settings on the feature itself.",
+    "ludwig_version": "Ludwig writes it when it saves a config; remove it.",
+    "defaults": "per-feature-type defaults are not supported; put the settings on the feature itself.",
     "trust_remote_code": "set it under `model_parameters.trust_remote_code`.",
+    "adapters": "several named adapters in one model are not supported; give one `adapter` section.",
 }
 
 
