@@ -34,8 +34,8 @@ def test_adam_is_torch_adam(make_config):
 
 
 def test_generation_pad_token_id_overrides_the_tokenizers(make_config):
-    config = load_config(make_config(generation={"pad_token_id": 3, "temperature": 0.0}))
+    config = load_config(make_config(generation={"pad_token_id": 5, "temperature": 0.0}))
     built = build_llm(config, for_training=False)
-    assert build_generation_config(built.model, built.tokenizer, config.generation).pad_token_id == 3
-    assert built.tokenizer.pad_token_id != 3  # so the default below is the tokenizer's, not the setting
-    assert build_generation_config(built.model, built.tokenizer, load_config(make_config()).generation).pad_token_id != 3
+    assert build_generation_config(built.model, built.tokenizer, config.generation).pad_token_id == 5
+    assert built.tokenizer.pad_token_id != 5  # so the default below is the tokenizer's, not the setting
+    assert build_generation_config(built.model, built.tokenizer, load_config(make_config()).generation).pad_token_id != 5
