@@ -77,13 +77,34 @@ def _postprocessor():
     return nested(AdapterPostprocessorConfig, "Post-training steps such as merging into the base model.")
 
 
-def _target_modules():
-    return option(
-        None,
-        "Names (or name suffixes) of the modules to adapt, e.g. `[q_proj, v_proj]`. Null uses peft's "
-        "default for the model architecture.",
-        example=["q_proj", "v_proj"], impact=Impact.MEDIUM,
-    )
+ALL_LINEAR = "all-linear"
+
+
+class TargetModules(marshmallow.fields.Field):
+    """``target_modules``: a list of module names, or peft's ``all-linear`` (every linear layer but the LM head)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == ALL_LINEAR or (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            return value
+        raise marshmallow.ValidationError(f"must be '{ALL_LINEAR}' or a non-empty list of module names, e.g. [q_proj, v_proj].")
+
+    def json_schema(self) -> Dict[str, Any]:
+        return {"anyOf": [{"const": ALL_LINEAR}, {"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]}
+
+
+def _target_modules(default=None):
+    if default == ALL_LINEAR:
+        description = (
+            "Modules to adapt: `all-linear` (the default) adapts every linear layer except the LM head; a list takes names "
+            "or name suffixes, e.g. `[q_proj, v_proj]`. Every linear layer is the default because it learns far better "
+            "than peft's q/v-only choice: on a held-out record-format task (issue #14) q/v reached 47% exact match and "
+            "every linear layer 100% after the same 3 epochs, in 1.25x the time. Null uses peft's per-architecture default.")
+    else:
+        description = ("Names (or name suffixes) of the modules to adapt, e.g. `[q_proj, v_proj]`, or `all-linear` for every "
+                       "linear layer except the LM head. Null uses peft's default for the model architecture.")
+    meta = {"description": description, "impact": Impact.MEDIUM, "example": ["q_proj", "v_proj"], "internal": False}
+    field = TargetModules(allow_none=True, load_default=default, dump_default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata={"marshmallow_field": field})
 
 
 def _modules_to_save():
@@ -155,7 +176,7 @@ class LoraConfig(BaseAdapterConfig):
         "Dropout on the adapter's input (peft's `lora_dropout`); 0.05 (not peft's 0) regularizes small datasets.",
         min=0.0, max=1.0, impact=Impact.MEDIUM,
     )
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     bias: str = option("none", "Which biases are trained: `none`, `all` or `lora_only`.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
     use_rslora: bool = option(False, "Rank-stabilized LoRA: scale by `alpha / sqrt(r)`, which trains better at high ranks.", impact=Impact.MEDIUM)
     use_dora: bool = option(False, "Weight-Decomposed LoRA (DoRA): learn magnitude and direction separately. Slower, often better at low ranks.", impact=Impact.MEDIUM)
@@ -205,7 +226,7 @@ class AdaloraConfig(BaseAdapterConfig):
         None, "Total training steps, which AdaLoRA's schedule needs; null is filled in from the trainer settings.",
         min=1, impact=Impact.LOW,
     )
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     bias: str = option("none", "Which biases are trained.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -220,7 +241,7 @@ class IA3Config(BaseAdapterConfig):
     title = "IA3"
     implementation = "peft:IA3Config"
     type: str = option("ia3", "Adapter type.", choices=["ia3"], impact=Impact.HIGH)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     feedforward_modules: Optional[List[str]] = option(
         None, "Which of `target_modules` are feed-forward layers (scaled on their input); null uses peft's default.",
         impact=Impact.LOW,
@@ -299,7 +320,7 @@ class LoHaConfig(BaseAdapterConfig):
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
     rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
     module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
@@ -319,7 +340,7 @@ class LoKrConfig(BaseAdapterConfig):
     module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
     decompose_both: bool = option(False, "Also factorize the left Kronecker factor into low rank.", impact=Impact.LOW)
     decompose_factor: int = option(-1, "Factor used to split dimensions for the Kronecker product; -1 picks it automatically.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
@@ -337,7 +358,7 @@ class VeraConfig(BaseAdapterConfig):
     vera_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)
     d_initial: float = option(0.1, "Initial value of the learned scaling vector d.", min=0.0, impact=Impact.LOW)
     projection_prng_key: int = option(0, "Seed of the shared random projections (saved so the adapter can be rebuilt).", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = option("none", "Which biases are trained.", choices=["none", "all", "vera_only"], impact=Impact.LOW)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()

@@ -5,7 +5,7 @@ one registration and names its peft config; field names and defaults are peft's 
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from ludwig_llm.schema.adapters import (
     AdapterPostprocessorConfig,
@@ -47,7 +47,7 @@ class OFTConfig(BaseAdapterConfig):
     use_cayley_neumann: bool = option(True, "Approximate the Cayley transform with a Neumann series (faster).", impact=Impact.LOW)
     num_cayley_neumann_terms: int = option(5, "Terms of that Neumann series.", min=1, impact=Impact.LOW)
     init_weights: bool = option(True, "Start at the identity, i.e. from the base model exactly.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "oft_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -69,7 +69,7 @@ class BOFTConfig(BaseAdapterConfig):
     boft_n_butterfly_factor: int = option(1, "Butterfly factors in the product; 1 is plain block-diagonal OFT.", min=1, impact=Impact.MEDIUM)
     boft_dropout: float = option(0.0, "Multiplicative dropout on the butterfly blocks.", min=0.0, max=1.0, impact=Impact.LOW)
     init_weights: bool = option(True, "Start at the identity, i.e. from the base model exactly.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "boft_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -87,7 +87,7 @@ class HRAConfig(BaseAdapterConfig):
     r: int = option(8, "Number of Householder reflections; an even number is best with the default init.", min=1, impact=Impact.HIGH)
     apply_GS: bool = option(False, "Orthogonalize the reflection vectors with Gram-Schmidt.", impact=Impact.LOW)
     init_weights: bool = option(True, "Start at the identity, i.e. from the base model exactly.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "hra_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -128,7 +128,7 @@ class VBLoRAConfig(BaseAdapterConfig):
                                           "for prediction, not trained further).", impact=Impact.LOW)
     init_vector_bank_bound: float = option(0.02, "The bank starts uniform in [-bound, bound].", min=0.0, impact=Impact.LOW)
     init_logits_std: float = option(0.1, "Standard deviation of the initial mixing logits.", min=0.0, impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "vblora_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -147,7 +147,7 @@ class FourierFTConfig(BaseAdapterConfig):
     scaling: float = option(150.0, "Scale of the update, like LoRA's `alpha / r` (100 to 300 usually).", min=0.0, min_inclusive=False, impact=Impact.HIGH)
     random_loc_seed: int = option(777, "Seed that picks the frequencies (saved so the adapter can be rebuilt).", impact=Impact.LOW)
     init_weights: bool = option(False, "Start the coefficients at zero (from the base model exactly) instead of random.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "fourier_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -165,7 +165,7 @@ class C3AConfig(BaseAdapterConfig):
     block_size: int = option(256, "Size of each circulant block; it must divide the adapted layers' input and output sizes.", min=1, impact=Impact.HIGH)
     init_weights: str = option("xavier_uniform", "Initialization of the circulant kernels: `xavier_uniform`, "
                                "`kaiming_uniform`, or `gaussian`.", choices=["xavier_uniform", "kaiming_uniform", "gaussian"], impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "c3a_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -188,7 +188,7 @@ class TinyLoraConfig(BaseAdapterConfig):
     init_v_bound: float = option(0.02, "The trainable vectors start uniform in [-bound, bound].", min=0.0, impact=Impact.LOW)
     tinylora_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)
     init_weights: bool = option(True, "Start the update at zero, i.e. from the base model exactly.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = _bias(("none", "all", "tinylora_only"))
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()

@@ -222,3 +222,14 @@ def test_lora_initializations_by_name_attach_and_train(tiny_llama, init):
 def test_loftq_without_a_gpu_is_a_clear_user_error():
     with pytest.raises(UserError, match="'loftq' runs on a GPU"):
         build_peft_config("lora", {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4, "loftq_iter": 1}})
+
+
+@pytest.mark.parametrize("adapter_type", ["lora", "adalora", "loha", "lokr"])
+def test_lora_family_default_adapts_every_linear_layer_but_the_lm_head(tiny_llama, adapter_type):
+    params = adapter_registry.get(adapter_type).from_dict({"type": adapter_type, "total_step": 10}
+                                                          if adapter_type == "adalora" else {}).peft_params()
+    assert params["target_modules"] == "all-linear"
+    peft_model = apply_adapter(load_base_model(tiny_llama, dtype="float32"), adapter_type, params)
+    adapted = {name.rsplit(".", 1)[-1] for name, module in peft_model.named_modules()
+               if hasattr(module, "base_layer") and not hasattr(module.base_layer, "base_layer")}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
