@@ -83,6 +83,8 @@ ALL_LINEAR = "all-linear"
 class TargetModules(marshmallow.fields.Field):
     """``target_modules``: a list of module names, or peft's ``all-linear`` (every linear layer but the LM head)."""
 
+    doc_type = "list of strings or `all-linear`"
+
     def _deserialize(self, value, attr, data, **kwargs):
         if value == ALL_LINEAR or (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
             return value
@@ -125,6 +127,8 @@ LORA_INITS_NEEDING_DATA = ("eva", "corda")
 
 class InitLoraWeights(marshmallow.fields.Field):
     """``init_lora_weights``: a boolean, or the name of one of peft's initializations."""
+
+    doc_type = "boolean or string"
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or value in LORA_INITS or (isinstance(value, str) and re.fullmatch(r"pissa_niter_\d+", value)):
