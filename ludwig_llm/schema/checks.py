@@ -239,3 +239,17 @@ def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
     if strategy.type == "deepspeed" and strategy.offload_parameters and strategy.zero_stage != 3:
         yield ConfigIssue(f"{path}.offload_parameters", f"only ZeRO stage 3 shards parameters, so only it can offload them "
                           f"(zero_stage is {strategy.zero_stage}).", True)
+
+
+@cross_field_check
+def batch_size_search_fits(config) -> Iterator[ConfigIssue]:
+    trainer = config.trainer
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(trainer, name, None) != "auto":
+            continue
+        if config.backend.type == "ray" and config.backend.trainer.num_workers > 1:
+            yield ConfigIssue(f"trainer.{name}", "the batch size search runs in one worker; with several Ray workers give a "
+                              "number (each worker takes its share of it).", "auto")
+        if name == "batch_size" and config.adapter is not None and config.adapter.type == "adalora" and config.adapter.total_step is None:
+            yield ConfigIssue(f"trainer.{name}", "AdaLoRA's rank schedule needs the run's steps when the adapter is built, before "
+                              "the search: set adapter.total_step, or give a number.", "auto")

@@ -6,8 +6,9 @@ inherited from a generic trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import ClassVar, List, Optional
+from typing import Any, ClassVar, List, Optional
 
 import marshmallow
 
@@ -53,6 +54,31 @@ class LearningRateSchedulerConfig(BaseConfig):
     warmup_steps: Optional[int] = option(None, "Warm-up steps; when set, replaces `warmup_fraction`.", min=0, impact=Impact.LOW)
 
 
+AUTO = "auto"
+
+
+class BatchSize(marshmallow.fields.Field):
+    """A batch size: a whole number of rows, or `auto` (searched when training starts)."""
+
+    doc_type = "integer or `auto`"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise marshmallow.ValidationError(f"must be a whole number of rows (at least 1) or '{AUTO}'.")
+
+    def json_schema(self):
+        return {"anyOf": [{"type": "integer", "minimum": 1}, {"const": AUTO}]}
+
+
+def _batch_size(default: int, description: str, impact: Impact):
+    description += (" `auto` searches for it when training starts: powers of two from 1, each tried on the longest "
+                    "training rows, up to the first that runs out of memory; the one with the most rows per second is "
+                    "used, saved with the model, and reported in the training statistics (`batch_size_search`).")
+    meta = {"description": description, "impact": impact, "example": None, "internal": False}
+    return dataclasses.field(default=default, metadata={"marshmallow_field": BatchSize(load_default=default, dump_default=default, metadata=meta)})
+
+
 def _regular_expression(pattern):
     if pattern is not None:
         try:
@@ -84,10 +110,10 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
         2e-4, "Peak learning rate. 1e-4 to 3e-4 suits LoRA; full fine-tuning usually wants 1e-5 to 5e-5.",
         min=0.0, min_inclusive=False, impact=Impact.HIGH,
     )
-    batch_size: int = option(
+    batch_size: Any = _batch_size(
         4, "Rows per forward pass. With several Ray workers the rows are shared among them (each takes `batch_size / workers`), "
-        "so the optimizer sees the same batch whatever the number of workers.", min=1, impact=Impact.HIGH)
-    eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
+        "so the optimizer sees the same batch whatever the number of workers.", Impact.HIGH)
+    eval_batch_size: Any = _batch_size(8, "Rows per forward pass during evaluation (forward passes only, for `auto`).", Impact.LOW)
     gradient_accumulation_steps: int = option(
         1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps` rows, "
         "whatever the number of workers.",

@@ -146,3 +146,12 @@ def test_export_schema_has_every_default_but_none_for_required_keys():
     trainer_variants = [v for v in schema["properties"]["trainer"]["anyOf"] if "properties" in v]
     assert all("default" not in v["properties"]["type"] for v in trainer_variants)
     assert schema["properties"]["trainer"]["default"]["type"] == "none"
+
+
+def test_batch_size_auto_is_accepted_where_the_search_can_run():
+    trainer = load_config(with_(trainer={"type": "finetune", "batch_size": "auto", "eval_batch_size": "auto"})).trainer
+    assert (trainer.batch_size, trainer.eval_batch_size) == ("auto", "auto")
+    assert "trainer.batch_size" in problems(with_(trainer={"type": "finetune", "batch_size": "big"}))
+    ray = {"type": "ray", "trainer": {"num_workers": 2}}
+    assert "one worker" in problems(with_(trainer={"type": "finetune", "batch_size": "auto"}, backend=ray))["trainer.batch_size"]
+    assert "total_step" in problems(with_(trainer={"type": "finetune", "batch_size": "auto"}, adapter="adalora"))["trainer.batch_size"]
