@@ -221,7 +221,9 @@ def _fields(cls, prefix: str, defaults: Dict[str, Any]) -> List[FieldDoc]:
     out: List[FieldDoc] = []
     for name, field in schema_fields:
         dotted = prefix + name
-        if isinstance(field, mm.Nested):
+        if isinstance(field, mm.Nested) and name in defaults and defaults[name] is None:
+            out.append(_field_doc(dotted, field, defaults))  # an optional section, off (null) by default: one row
+        elif isinstance(field, mm.Nested):
             nested_class = CLASS_OF_SCHEMA[type(field.schema)]
             out.extend(_fields(nested_class, dotted + ".", defaults.get(name, {})))
         else:
@@ -273,7 +275,9 @@ _SCALAR_NAMES = [(mm.Boolean, "boolean"), (mm.Integer, "integer"), (mm.Float, "n
 
 def type_label(field: marshmallow.fields.Field) -> str:
     """A reader's name for the field's type: `integer`, `list of strings`, `section`, with `or null` when allowed."""
-    if isinstance(field, TypedUnion):
+    if getattr(field, "doc_type", None):  # a custom field names its own type
+        label = field.doc_type
+    elif isinstance(field, TypedUnion):
         label = "section"
     elif isinstance(field, mm.List):
         inner = type_label(field.inner)

@@ -135,7 +135,7 @@ def test_render_config_prints_every_default_and_reloads_to_the_same_config(tmp_p
     assert load_config(rendered) == original
     # every default filled in: sections the file leaves out are there, with their defaults
     assert rendered["generation"]["max_new_tokens"] == 64
-    assert rendered["backend"] == {"type": "local"}
+    assert rendered["backend"] == {"type": "local", "cache_dir": None}
     assert rendered["preprocessing"]["split"] == {"type": "random", "probabilities": [0.8, 0.1, 0.1]}
     # rendering the rendered config changes nothing
     again = cli("render_config", "--config", write(tmp_path, result.stdout, "rendered.yaml"))

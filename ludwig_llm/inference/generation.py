@@ -65,7 +65,7 @@ def build_generation_config(model, tokenizer, config: GenerationConfig):
     eos = eos_token_ids(model, tokenizer)
     return HFGenerationConfig(
         **to_generation_kwargs(config),
-        pad_token_id=pad_token_id_of(tokenizer),
+        pad_token_id=config.pad_token_id if config.pad_token_id is not None else pad_token_id_of(tokenizer),
         eos_token_id=eos if len(eos) != 1 else eos[0],
         bos_token_id=tokenizer.bos_token_id,
     )

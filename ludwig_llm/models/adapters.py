@@ -52,6 +52,9 @@ def build_peft_config(adapter_type: str, params: dict | None):
             f"Unknown parameter(s) for adapter {adapter_type!r}: {', '.join(unknown)}. "
             f"Valid: {', '.join(sorted(accepted | set(schema.peft_field_names)))}."
         )
+    if kwargs.get("init_lora_weights") == "loftq" and not torch.cuda.is_available():
+        raise UserError("adapter.init_lora_weights: 'loftq' runs on a GPU (peft quantizes the weights with bitsandbytes "
+                        "on CUDA) and this machine has none; use 'pissa' or true.")
     try:
         return config_class(task_type="CAUSAL_LM", **kwargs)
     except (TypeError, ValueError) as e:

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
+from ludwig_llm.errors import UserError
 from ludwig_llm.models import adapters, loader
 from ludwig_llm.models.precision import Precision, bnb_compute_dtype, default_device, resolve_precision
 from ludwig_llm.models.resolve import resolve_base_model
@@ -80,11 +82,25 @@ def build_llm(config, *, for_training: bool, padding_side: str = "right", base_m
             pretrained_adapter_weights=saved_adapter,
             is_trainable=for_training,
         )
+    if for_training and getattr(trainer, "layers_to_freeze_regex", None):
+        freeze_matching(model, trainer.layers_to_freeze_regex)
     if not for_training:
         model.eval()
         if quantization is None:  # bitsandbytes placed the quantized weights when loading
             model.to(device)
     return BuiltModel(model=model, tokenizer=tokenizer, base_model_path=path, quantized=quantization is not None)
+
+
+def freeze_matching(model, pattern: str) -> int:
+    """Freeze the parameters whose names match ``pattern`` (``trainer.layers_to_freeze_regex``); returns how many."""
+    matched = [p for name, p in model.named_parameters() if re.search(pattern, name)]
+    if not matched:
+        example = next((name for name, _ in model.named_parameters()), "")
+        raise UserError(f"trainer.layers_to_freeze_regex: {pattern!r} matches no parameter of the model "
+                        f"(names look like {example!r}).")
+    for parameter in matched:
+        parameter.requires_grad = False
+    return len(matched)
 
 
 def _adapter_params(config, total_steps: Optional[int]) -> Optional[dict]:

@@ -7,7 +7,11 @@ Each class is the type's one registration: `implementation` names its peft confi
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, List, Optional
+import dataclasses
+import re
+from typing import Any, ClassVar, Dict, List, Optional
+
+import marshmallow
 
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option
@@ -39,6 +43,8 @@ class BaseAdapterConfig(BaseConfig):
 
     implementation: ClassVar[str]  # the peft config class, "peft:LoraConfig"
     peft_field_names: ClassVar[Dict[str, str]] = {}  # our field name -> peft's, where they differ
+    # False for prompt-learning methods: they add virtual tokens instead of changing weights, so nothing can be merged.
+    mergeable: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -71,13 +77,36 @@ def _postprocessor():
     return nested(AdapterPostprocessorConfig, "Post-training steps such as merging into the base model.")
 
 
-def _target_modules():
-    return option(
-        None,
-        "Names (or name suffixes) of the modules to adapt, e.g. `[q_proj, v_proj]`. Null uses peft's "
-        "default for the model architecture.",
-        example=["q_proj", "v_proj"], impact=Impact.MEDIUM,
-    )
+ALL_LINEAR = "all-linear"
+
+
+class TargetModules(marshmallow.fields.Field):
+    """``target_modules``: a list of module names, or peft's ``all-linear`` (every linear layer but the LM head)."""
+
+    doc_type = "list of strings or `all-linear`"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == ALL_LINEAR or (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            return value
+        raise marshmallow.ValidationError(f"must be '{ALL_LINEAR}' or a non-empty list of module names, e.g. [q_proj, v_proj].")
+
+    def json_schema(self) -> Dict[str, Any]:
+        return {"anyOf": [{"const": ALL_LINEAR}, {"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]}
+
+
+def _target_modules(default=None):
+    if default == ALL_LINEAR:
+        description = (
+            "Modules to adapt: `all-linear` (the default) adapts every linear layer except the LM head; a list takes names "
+            "or name suffixes, e.g. `[q_proj, v_proj]`. Every linear layer is the default because it learns far better "
+            "than peft's q/v-only choice: on a held-out record-format task (issue #14) q/v reached 47% exact match and "
+            "every linear layer 100% after the same 3 epochs, in 1.25x the time. Null uses peft's per-architecture default.")
+    else:
+        description = ("Names (or name suffixes) of the modules to adapt, e.g. `[q_proj, v_proj]`, or `all-linear` for every "
+                       "linear layer except the LM head. Null uses peft's default for the model architecture.")
+    meta = {"description": description, "impact": Impact.MEDIUM, "example": ["q_proj", "v_proj"], "internal": False}
+    field = TargetModules(allow_none=True, load_default=default, dump_default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata={"marshmallow_field": field})
 
 
 def _modules_to_save():
@@ -88,6 +117,42 @@ def _modules_to_save():
 
 def _num_virtual_tokens(default: int):
     return option(default, "Number of virtual tokens learned and prepended to every input.", min=1, impact=Impact.HIGH)
+
+
+# init_lora_weights strings that peft runs from the weights alone; "pissa_niter_<n>" is PiSSA by fast randomized SVD.
+LORA_INITS = ("gaussian", "pissa", "olora", "orthogonal", "loftq")
+# Data-driven inits: peft needs a calibration pass over the training data before training, which is not wired in yet.
+LORA_INITS_NEEDING_DATA = ("eva", "corda")
+
+
+class InitLoraWeights(marshmallow.fields.Field):
+    """``init_lora_weights``: a boolean, or the name of one of peft's initializations."""
+
+    doc_type = "boolean or string"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or value in LORA_INITS or (isinstance(value, str) and re.fullmatch(r"pissa_niter_\d+", value)):
+            return value
+        if value in LORA_INITS_NEEDING_DATA:
+            raise marshmallow.ValidationError(
+                f"'{value}' initializes LoRA from a calibration pass over the training data, which ludwig_llm does not "
+                "run yet; use 'pissa' (from the weights' SVD, no data needed), 'olora', or true."
+            )
+        raise marshmallow.ValidationError(
+            f"must be true, false, one of {', '.join(map(repr, LORA_INITS))}, or 'pissa_niter_<n>'."
+        )
+
+    def json_schema(self) -> Dict[str, Any]:
+        return {"anyOf": [{"type": "boolean"}, {"enum": list(LORA_INITS)}, {"type": "string", "pattern": r"^pissa_niter_\d+$"}]}
+
+
+@config_class
+class LoftQSettings(BaseConfig):
+    """LoftQ: quantizes the base weights and starts LoRA at the quantization error, a better start than zero."""
+
+    title = "LoftQ"
+    loftq_bits: int = option(4, "Bits of the quantized base weights that LoftQ compensates for.", choices=[4, 8], impact=Impact.MEDIUM)
+    loftq_iter: int = option(1, "Alternating quantize/SVD iterations; more fit the error better and take longer.", min=1, impact=Impact.LOW)
 
 
 @adapter_registry.register("lora")
@@ -115,14 +180,31 @@ class LoraConfig(BaseAdapterConfig):
         "Dropout on the adapter's input (peft's `lora_dropout`); 0.05 (not peft's 0) regularizes small datasets.",
         min=0.0, max=1.0, impact=Impact.MEDIUM,
     )
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     bias: str = option("none", "Which biases are trained: `none`, `all` or `lora_only`.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
     use_rslora: bool = option(False, "Rank-stabilized LoRA: scale by `alpha / sqrt(r)`, which trains better at high ranks.", impact=Impact.MEDIUM)
     use_dora: bool = option(False, "Weight-Decomposed LoRA (DoRA): learn magnitude and direction separately. Slower, often better at low ranks.", impact=Impact.MEDIUM)
-    init_lora_weights: bool = option(True, "Initialize B to zero so training starts from the base model exactly; false gives random init (for tests).", impact=Impact.LOW)
+    init_lora_weights: Any = dataclasses.field(default=True, metadata={"marshmallow_field": InitLoraWeights(
+        load_default=True, dump_default=True, metadata={
+            "description": "How the update matrices start. `true`: B is zero, so training starts from the base model exactly; "
+            "`false`: random (for tests); `gaussian`: Gaussian A scaled by the rank; `pissa`: from the weights' principal "
+            "singular vectors (`pissa_niter_<n>`: by fast randomized SVD with n iterations), often faster to converge; "
+            "`olora`: from a QR decomposition of the weights; `orthogonal`: orthogonal A and B; `loftq`: LoftQ (see "
+            "`loftq_config`; needs a GPU, and no `quantization`: LoftQ quantizes by itself). Ludwig's `eva` and `corda` need a "
+            "calibration pass over the data and are refused for now.",
+            "impact": Impact.MEDIUM, "example": "pissa", "internal": False})})
+    loftq_config: Optional[LoftQSettings] = option(
+        None, "LoftQ's settings, used with `init_lora_weights: loftq`; null there means 4 bits, 1 iteration.", impact=Impact.LOW,
+    )
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+    def peft_params(self) -> dict:
+        params = super().peft_params()
+        if params.get("loftq_config") is None:  # peft's default is an empty mapping, not None
+            params["loftq_config"] = {} if self.init_lora_weights != "loftq" else LoftQSettings().to_dict()
+        return params
 
 
 @adapter_registry.register("adalora")
@@ -148,7 +230,7 @@ class AdaloraConfig(BaseAdapterConfig):
         None, "Total training steps, which AdaLoRA's schedule needs; null is filled in from the trainer settings.",
         min=1, impact=Impact.LOW,
     )
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     bias: str = option("none", "Which biases are trained.", choices=["none", "all", "lora_only"], impact=Impact.LOW)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -163,7 +245,7 @@ class IA3Config(BaseAdapterConfig):
     title = "IA3"
     implementation = "peft:IA3Config"
     type: str = option("ia3", "Adapter type.", choices=["ia3"], impact=Impact.HIGH)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     feedforward_modules: Optional[List[str]] = option(
         None, "Which of `target_modules` are feed-forward layers (scaled on their input); null uses peft's default.",
         impact=Impact.LOW,
@@ -180,6 +262,7 @@ class PrefixTuningConfig(BaseAdapterConfig):
     """Prefix tuning: learns key/value vectors prepended in every attention layer."""
 
     title = "Prefix tuning"
+    mergeable = False
     implementation = "peft:PrefixTuningConfig"
     type: str = option("prefix_tuning", "Adapter type.", choices=["prefix_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(20)
@@ -195,6 +278,7 @@ class PromptTuningConfig(BaseAdapterConfig):
     """Prompt tuning: learns embeddings of virtual tokens prepended to the input."""
 
     title = "Prompt tuning"
+    mergeable = False
     implementation = "peft:PromptTuningConfig"
     type: str = option("prompt_tuning", "Adapter type.", choices=["prompt_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
@@ -216,6 +300,7 @@ class PTuningConfig(BaseAdapterConfig):
     """P-tuning: virtual token embeddings produced by a small prompt encoder (MLP or LSTM)."""
 
     title = "P-tuning"
+    mergeable = False
     implementation = "peft:PromptEncoderConfig"
     type: str = option("p_tuning", "Adapter type.", choices=["p_tuning"], impact=Impact.HIGH)
     num_virtual_tokens: int = _num_virtual_tokens(8)
@@ -239,7 +324,7 @@ class LoHaConfig(BaseAdapterConfig):
     alpha: int = option(8, "Scaling numerator: the update is scaled by `alpha / r`.", min=1, impact=Impact.HIGH)
     rank_dropout: float = option(0.0, "Dropout on the rank dimension during training.", min=0.0, max=1.0, impact=Impact.LOW)
     module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
@@ -259,7 +344,7 @@ class LoKrConfig(BaseAdapterConfig):
     module_dropout: float = option(0.0, "Probability of skipping a whole adapted module during a step.", min=0.0, max=1.0, impact=Impact.LOW)
     decompose_both: bool = option(False, "Also factorize the left Kronecker factor into low rank.", impact=Impact.LOW)
     decompose_factor: int = option(-1, "Factor used to split dimensions for the Kronecker product; -1 picks it automatically.", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules(ALL_LINEAR)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
@@ -277,7 +362,7 @@ class VeraConfig(BaseAdapterConfig):
     vera_dropout: float = option(0.0, "Dropout on the adapter's input.", min=0.0, max=1.0, impact=Impact.LOW)
     d_initial: float = option(0.1, "Initial value of the learned scaling vector d.", min=0.0, impact=Impact.LOW)
     projection_prng_key: int = option(0, "Seed of the shared random projections (saved so the adapter can be rebuilt).", impact=Impact.LOW)
-    target_modules: Optional[List[str]] = _target_modules()
+    target_modules: Any = _target_modules()
     bias: str = option("none", "Which biases are trained.", choices=["none", "all", "vera_only"], impact=Impact.LOW)
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()

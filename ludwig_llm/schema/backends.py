@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Optional
 
+import marshmallow
+
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option, typed_union
 from ludwig_llm.schema.registry import backend_registry, strategy_registry
@@ -15,6 +17,14 @@ class BaseBackendConfig(BaseConfig):
     implementation: ClassVar[str]  # the backend class, "module:Class"; imported only when this type is chosen
 
 
+def _cache_dir():
+    return option(
+        None, "Ludwig's directory for preprocessed datasets. Accepted and ignored: ludwig_llm caches tokenized datasets "
+        "under `$LUDWIG_LLM_CACHE/datasets` (default `~/.cache/ludwig_llm/datasets`); set that variable to move the cache.",
+        impact=Impact.LOW,
+    )
+
+
 @backend_registry.register("local")
 @config_class
 class LocalBackendConfig(BaseBackendConfig):
@@ -23,6 +33,7 @@ class LocalBackendConfig(BaseBackendConfig):
     title = "Local"
     implementation = "ludwig_llm.backends.local:LocalBackend"
     type: str = option("local", "Backend type.", choices=["local"], impact=Impact.HIGH)
+    cache_dir: Optional[str] = _cache_dir()
 
 
 class BaseStrategyConfig(BaseConfig):
@@ -88,6 +99,34 @@ class DeepSpeedStrategyConfig(BaseStrategyConfig):
         impact=Impact.LOW,
     )
 
+    @marshmallow.pre_load
+    def _ludwig_zero_optimization(self, data, **kwargs):
+        """DeepSpeed's own `zero_optimization` block (as Ludwig passes it through) mapped onto our three keys."""
+        if not isinstance(data, dict) or "zero_optimization" not in data:
+            return data
+        data = dict(data)
+        block = data.pop("zero_optimization")
+        problems = {}
+        mapped = {"stage": "zero_stage", "offload_optimizer": "offload_optimizer", "offload_param": "offload_parameters"}
+        if not isinstance(block, dict):
+            raise marshmallow.ValidationError({"zero_optimization": ["expected a mapping (DeepSpeed's ZeRO settings)."]})
+        for key, value in block.items():
+            ours = mapped.get(key)
+            if ours is None:
+                problems[key] = [f"not mapped: ludwig_llm builds the rest of the DeepSpeed config itself; it reads only "
+                                 f"{', '.join(mapped)} from this block (as {', '.join(mapped.values())})."]
+            elif ours in data:
+                problems[key] = [f"given twice: here and as '{ours}'; keep one."]
+            elif key == "stage":
+                data[ours] = value
+            elif isinstance(value, dict) and value.get("device", "none") in ("cpu", "none"):
+                data[ours] = value.get("device", "none") == "cpu"  # pin_memory and buffer sizes are DeepSpeed's defaults here
+            else:
+                problems[key] = ["only `device: cpu` or `device: none` is supported (NVMe offload is not)."]
+        if problems:
+            raise marshmallow.ValidationError({"zero_optimization": problems})
+        return data
+
 
 @config_class
 class RayTrainerOptions(BaseConfig):
@@ -122,6 +161,11 @@ class RayProcessorOptions(BaseConfig):
     num_gpus_per_actor: float = option(0.0, "GPUs given to each prediction actor.", min=0.0, impact=Impact.MEDIUM)
     num_cpus_per_actor: float = option(1.0, "CPUs given to each prediction actor.", min=0.0, min_inclusive=False, impact=Impact.LOW)
     batch_size: int = option(16, "Rows per batch sent to an actor.", min=1, impact=Impact.LOW)
+    parallelism: Optional[int] = option(
+        None, "Ludwig's number of Dask partitions for preprocessing. Accepted and ignored: ludwig_llm tokenizes in the "
+        "driver and sends prediction rows in blocks of `batch_size`; the parallel work is set by `num_actors`.",
+        min=1, impact=Impact.LOW,
+    )
 
 
 @backend_registry.register("ray")
@@ -136,4 +180,5 @@ class RayBackendConfig(BaseBackendConfig):
         None, "Ray cluster to connect to (e.g. `ray://head:10001`); null uses `RAY_ADDRESS`, else starts Ray locally.", impact=Impact.MEDIUM
     )
     trainer: RayTrainerOptions = nested(RayTrainerOptions, "How many Ray Train workers fine-tune the model, with which resources and distribution strategy.", impact=Impact.HIGH)
+    cache_dir: Optional[str] = _cache_dir()
     processor: RayProcessorOptions = nested(RayProcessorOptions, "How many Ray Data actors hold a model replica for batch prediction, and their resources.")

@@ -32,13 +32,22 @@ class StrictSchema(marshmallow.Schema):
     class Meta:
         unknown = marshmallow.EXCLUDE
 
+    def _invoke_load_processors(self, tag, data, *, many, **kwargs):
+        result = super()._invoke_load_processors(tag, data, many=many, **kwargs)
+        if tag == marshmallow.decorators.PRE_LOAD:
+            self._pre_loaded = result  # keys the class's pre_load hooks mapped (Ludwig's spellings) are known keys
+        return result
+
     @marshmallow.validates_schema(pass_original=True, skip_on_field_errors=False)
     def _refuse_unknown_keys(self, data, original_data, **kwargs):
+        original_data = getattr(self, "_pre_loaded", original_data)
         if not isinstance(original_data, dict):
             return
         known = [f.data_key or name for name, f in self.load_fields.items()]
+        ludwig_only = getattr(CLASS_OF_SCHEMA.get(type(self)), "ludwig_only_keys", {})
         unknown = {
-            key: [f"unknown key.{did_you_mean(key, known) or ' Known keys: ' + ', '.join(known) + '.'}"]
+            key: [f"Ludwig's '{key}', not read here: {ludwig_only[key]}" if key in ludwig_only else
+                  f"unknown key.{did_you_mean(key, known) or ' Known keys: ' + ', '.join(known) + '.'}"]
             for key in original_data
             if key not in known
         }

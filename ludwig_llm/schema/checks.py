@@ -5,7 +5,11 @@ A new rule is one function decorated with ``@cross_field_check``.
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
 from typing import Callable, Iterator, List
+
+import marshmallow
 
 from ludwig_llm.errors import ConfigIssue
 from ludwig_llm.schema import template as prompt_template
@@ -19,7 +23,57 @@ def cross_field_check(function: Callable) -> Callable:
 
 
 def run_checks(config) -> List[ConfigIssue]:
-    return [issue for check in CHECKS for issue in check(config)]
+    """Every rule's problems. ``config`` may be a PartialConfig: a rule that reads an invalid section is skipped."""
+    issues: List[ConfigIssue] = []
+    for check in CHECKS:
+        try:
+            issues.extend(check(config))
+        except InvalidSection:
+            pass
+    return issues
+
+
+class InvalidSection(Exception):
+    """Raised when a rule reads a section that failed its own validation (its errors are reported already)."""
+
+
+class _Invalid:
+    """Stands for a section that failed validation: any use of it ends the rule that reads it."""
+
+    def __getattr__(self, name):
+        raise InvalidSection(name)
+
+    def __len__(self):
+        raise InvalidSection("len")
+
+    def __iter__(self):
+        raise InvalidSection("iter")
+
+    def __getitem__(self, key):
+        raise InvalidSection(key)
+
+
+def partial_config(config_class, data: dict):
+    """The config's top-level sections that are valid on their own (defaults where absent); the others are
+    `_Invalid`. Used when the config as a whole fails, so that rules over its valid sections still report."""
+    schema = config_class.Schema()
+    defaults = {f.name: f for f in dataclasses.fields(config_class)}
+    sections = {}
+    for name, field in schema.fields.items():
+        key = field.data_key or name
+        default = defaults[name]
+        try:
+            if key in data:
+                sections[name] = field.deserialize(data[key], key, data)
+            elif default.default is not dataclasses.MISSING:
+                sections[name] = default.default
+            elif default.default_factory is not dataclasses.MISSING:
+                sections[name] = default.default_factory()
+            else:  # required and missing
+                sections[name] = _Invalid()
+        except marshmallow.ValidationError:
+            sections[name] = _Invalid()
+    return SimpleNamespace(**sections)
 
 
 @cross_field_check
@@ -126,6 +180,30 @@ def no_merge_into_4bit(config) -> Iterator[ConfigIssue]:
 
 
 @cross_field_check
+def merge_needs_a_mergeable_adapter(config) -> Iterator[ConfigIssue]:
+    adapter = config.adapter
+    if adapter is not None and not adapter.mergeable and adapter.postprocessor.merge_adapter_into_base_model:
+        yield ConfigIssue(
+            "adapter.postprocessor.merge_adapter_into_base_model",
+            f"'{adapter.type}' adds learned virtual tokens instead of changing weights, so there is nothing to merge "
+            "into the base model; set it to false (the adapter is saved beside the base model).",
+            True,
+        )
+
+
+@cross_field_check
+def loftq_quantizes_by_itself(config) -> Iterator[ConfigIssue]:
+    adapter = config.adapter
+    if adapter is not None and getattr(adapter, "init_lora_weights", None) == "loftq" and config.quantization is not None:
+        yield ConfigIssue(
+            "adapter.init_lora_weights",
+            "LoftQ starts from the full-precision weights and quantizes them itself (adapter.loftq_config.loftq_bits); "
+            "remove 'quantization', or use another init with QLoRA.",
+            "loftq",
+        )
+
+
+@cross_field_check
 def generation_lengths_agree(config) -> Iterator[ConfigIssue]:
     generation = config.generation
     if generation.min_new_tokens > generation.max_new_tokens:
@@ -161,3 +239,17 @@ def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
     if strategy.type == "deepspeed" and strategy.offload_parameters and strategy.zero_stage != 3:
         yield ConfigIssue(f"{path}.offload_parameters", f"only ZeRO stage 3 shards parameters, so only it can offload them "
                           f"(zero_stage is {strategy.zero_stage}).", True)
+
+
+@cross_field_check
+def batch_size_search_fits(config) -> Iterator[ConfigIssue]:
+    trainer = config.trainer
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(trainer, name, None) != "auto":
+            continue
+        if config.backend.type == "ray" and config.backend.trainer.num_workers > 1:
+            yield ConfigIssue(f"trainer.{name}", "the batch size search runs in one worker; with several Ray workers give a "
+                              "number (each worker takes its share of it).", "auto")
+        if name == "batch_size" and config.adapter is not None and config.adapter.type == "adalora" and config.adapter.total_step is None:
+            yield ConfigIssue(f"trainer.{name}", "AdaLoRA's rank schedule needs the run's steps when the adapter is built, before "
+                              "the search: set adapter.total_step, or give a number.", "auto")

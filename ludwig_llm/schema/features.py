@@ -38,6 +38,25 @@ class TextOutputPreprocessing(BaseConfig):
     )
 
 
+@config_class
+class PassthroughEncoderConfig(BaseConfig):
+    """Ludwig's encoder for an LLM's text input: the rendered prompt goes to the model as tokens, unchanged.
+    It is the only one, so the section can be left out."""
+
+    title = "Passthrough encoder"
+    type: str = option("passthrough", "Encoder type; `passthrough` is the only one for an LLM.", choices=["passthrough"], impact=Impact.LOW)
+
+
+@config_class
+class TextExtractorDecoderConfig(BaseConfig):
+    """Ludwig's decoder for an LLM's text output: the generated tokens are decoded to text.
+    It is the only one, so the section can be left out."""
+
+    title = "Text extractor decoder"
+    type: str = option("text_extractor", "Decoder type; `text_extractor` is the only one for a text output.",
+                       choices=["text_extractor"], impact=Impact.LOW)
+
+
 class BaseFeatureConfig(BaseConfig):
     """Common to every feature: a name and the column it reads."""
 
@@ -57,6 +76,10 @@ class TextInputFeatureConfig(BaseFeatureConfig):
         None, "Dataset column to read; defaults to `name`.", impact=Impact.LOW, example="question"
     )
     preprocessing: TextInputPreprocessing = nested(TextInputPreprocessing, "Tokenization of the prompt.")
+    encoder: Optional[PassthroughEncoderConfig] = option(
+        None, "Ludwig's `{type: passthrough}`, accepted for compatibility; the prompt always goes to the model as tokens.",
+        impact=Impact.LOW,
+    )
 
 
 @output_feature_registry.register("text")
@@ -69,6 +92,10 @@ class TextOutputFeatureConfig(BaseFeatureConfig):
     type: str = option("text", "Feature type: `text` generates free text.", choices=["text"])
     column: Optional[str] = option(None, "Dataset column holding the target; defaults to `name`.", impact=Impact.LOW)
     preprocessing: TextOutputPreprocessing = nested(TextOutputPreprocessing, "Tokenization of the target text.")
+    decoder: Optional[TextExtractorDecoderConfig] = option(
+        None, "Ludwig's `{type: text_extractor}`, accepted for compatibility; generated tokens are always decoded to text.",
+        impact=Impact.LOW,
+    )
     generation_metrics: bool = option(
         True,
         "Compute BLEU, ROUGE, character error rate and exact match on evaluation. They need a "

@@ -173,8 +173,13 @@ class TypedUnion(marshmallow.fields.Field):
             )
         if self.key not in value:
             if self.default_key_value is None:
+                # Without the type the section's class is unknown; keys no registered class has are still reported.
+                known = {f.data_key or name for _, cls in self.registry.items() for name, f in cls.Schema().load_fields.items()}
+                unknown = {key: [f"unknown key for every {self.registry.kind}.{did_you_mean(key, sorted(known))}"]
+                           for key in value if key not in known}
                 raise ValidationError(
-                    {self.key: [f"required, but missing; set it to one of {', '.join(map(repr, self.registry.names()))}."]}
+                    {self.key: [f"required, but missing; set it to one of {', '.join(map(repr, self.registry.names()))}."],
+                     **unknown}
                 )
             value = {self.key: self.default_key_value, **value}
         if value[self.key] not in self.registry:

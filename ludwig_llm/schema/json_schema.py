@@ -7,7 +7,7 @@ from typing import Any, Dict
 import marshmallow
 from marshmallow import fields as mm
 
-from ludwig_llm.schema.base import CLASS_OF_SCHEMA
+from ludwig_llm.schema.base import CLASS_OF_SCHEMA, dumped_defaults
 from ludwig_llm.schema.fields import Choice, Range, TypedUnion
 from ludwig_llm.schema.registry import model_type_registry
 
@@ -25,6 +25,10 @@ def class_json_schema(config_class) -> Dict[str, Any]:
     schema = config_class.Schema()
     properties = {name: field_json_schema(field) for name, field in schema.fields.items()}
     required = [name for name, field in schema.fields.items() if field.required]
+    # Every field's default as the loader fills it in (booleans, lists and sections included); required ones have none.
+    for name, value in dumped_defaults(config_class).items():
+        if name in properties and name not in required:
+            properties[name]["default"] = value
     out: Dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if config_class.description():
         out["description"] = config_class.description()
@@ -56,16 +60,24 @@ def field_json_schema(field: marshmallow.fields.Field) -> Dict[str, Any]:
     return out
 
 
+def _without_default(prop: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in prop.items() if k != "default"}
+
+
 def _validators(field):
     validate = field.validators if hasattr(field, "validators") else []
     return list(validate or [])
 
 
 def _type_schema(field: marshmallow.fields.Field) -> Dict[str, Any]:
+    if hasattr(field, "json_schema"):  # a custom field that knows its own JSON Schema
+        return field.json_schema()
     if isinstance(field, TypedUnion):
         variants = [class_json_schema(config_class) for _, config_class in field.registry.items()]
-        if field.default_key_value is None:  # as in the loader: a mapping must name its type (or bits)
-            variants = [{**variant, "required": sorted({field.key, *variant.get("required", [])})} for variant in variants]
+        if field.default_key_value is None:  # as in the loader: a mapping must name its type (or bits), so no default
+            variants = [{**variant, "required": sorted({field.key, *variant.get("required", [])}),
+                         "properties": {**variant["properties"], field.key: _without_default(variant["properties"][field.key])}}
+                        for variant in variants]
         shorthand = {"enum": field.registry.names()}
         any_of = variants + [shorthand] + ([{"type": "null"}] if field.allow_none else [])
         return {"anyOf": any_of}

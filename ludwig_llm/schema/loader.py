@@ -10,7 +10,7 @@ import yaml
 
 from ludwig_llm.errors import PREVIEW_CHARS, ConfigIssue, ConfigValidationError, UserError, preview
 from ludwig_llm.schema import llm  # noqa: F401  (registers the llm model type)
-from ludwig_llm.schema.checks import run_checks
+from ludwig_llm.schema.checks import partial_config, run_checks
 from ludwig_llm.schema.registry import model_type_registry
 
 
@@ -144,7 +144,9 @@ def load_config(source: Union[str, os.PathLike, Dict[str, Any]]):
     try:
         config = config_class.from_dict(data)
     except marshmallow.ValidationError as error:
-        raise ConfigValidationError(flatten_errors(error.messages, data), name) from None
+        # Rules over the sections that are valid still run, so every problem is reported at once.
+        issues = flatten_errors(error.messages, data) + run_checks(partial_config(config_class, data))
+        raise ConfigValidationError(issues, name) from None
     issues = run_checks(config)
     if issues:
         raise ConfigValidationError(issues, name)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import marshmallow
+
+from ludwig_llm.schema import ludwig
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, option, typed_union
 from ludwig_llm.schema.registry import rope_scaling_registry
@@ -85,7 +88,8 @@ class ModelParametersConfig(BaseConfig):
     title = "Model parameters"
     rope_scaling: Optional[Any] = typed_union(
         rope_scaling_registry, None,
-        "Rotary position embedding scaling, to run the model on longer contexts than it was trained on. Null keeps the model's own.",
+        "Rotary position embedding scaling, to run the model on longer contexts than it was trained on. Null keeps the model's own. "
+        "`rope_type` (transformers' and Ludwig's name) is read as `type`.",
         impact=Impact.MEDIUM,
     )
     neftune_noise_alpha: float = option(
@@ -98,3 +102,9 @@ class ModelParametersConfig(BaseConfig):
         "runs with your permissions. Turn on only for repositories you trust.",
         impact=Impact.LOW,
     )
+
+    @marshmallow.pre_load
+    def _ludwig_rope_type(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("rope_scaling"), dict):
+            data = {**data, "rope_scaling": ludwig.rename(data["rope_scaling"], "rope_type", "type", within="rope_scaling")}
+        return data

@@ -16,14 +16,50 @@ from ludwig_llm.errors import PREVIEW_CHARS, preview
 T = TypeVar("T")
 
 
+# Names that mean something else (peft tuners, Ludwig sections and trainers, transformers generation settings):
+# written on purpose, so a neighbour that merely looks alike ('ln_tuning' -> 'p_tuning') is the wrong hint.
+KNOWN_OTHER_CONCEPTS = frozenset({
+    # peft's tuner types (PeftType, lower-cased)
+    "adaption_prompt", "boft", "bone", "c3a", "cpt", "delora", "fourierft", "gralora", "hira", "hra", "ln_tuning",
+    "miss", "multitask_prompt_tuning", "oft", "poly", "randlora", "road", "shira", "tinylora", "trainable_tokens",
+    "vblora", "xlora", "waveft", "psoft", "adamss",
+    # Ludwig's sections and keys without a counterpart here
+    "adapters", "hyperopt", "combiner", "defaults", "ludwig_version", "splitter", "output_logits", "proc_column",
+    # Ludwig's trainer types
+    "dpo", "kto", "orpo", "grpo", "ecd",
+    # transformers generation settings
+    "num_beam_groups", "diversity_penalty", "penalty_alpha", "num_return_sequences", "epsilon_cutoff", "eta_cutoff",
+})
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
 def did_you_mean(value: object, candidates: List[object]) -> str:
-    """' Did you mean 'x'?' when a close candidate exists, else ''. The candidate is shown as written in
-    YAML (``'lora'``, but ``4`` for a number), so a near miss like the string ``'4'`` reads sensibly."""
+    """' Did you mean 'x'?' for a typo of a candidate, else ''. The candidate is shown as written in
+    YAML (``'lora'``, but ``4`` for a number), so a near miss like the string ``'4'`` reads sensibly.
+
+    A typo is alike overall (difflib ratio >= 0.6) and either a few edits away (at most one per four characters,
+    at least one) or a cut-off start of the candidate (most of it); a name that is itself a different known concept
+    (KNOWN_OTHER_CONCEPTS) gets no suggestion.
+    """
     text = value if isinstance(value, str) else preview(value)  # preview: bounded, even for a 5000-digit int
-    if len(text) > PREVIEW_CHARS:  # nothing registered is that long, and difflib's cost grows with the length
+    if len(text) > PREVIEW_CHARS or text.lower() in KNOWN_OTHER_CONCEPTS:  # difflib's cost grows with the length
         return ""
     by_text = {str(c): c for c in candidates}
-    close = difflib.get_close_matches(text, list(by_text), n=1, cutoff=0.6)
+    allowed = max(1, len(text) // 4)
+    close = [c for c in difflib.get_close_matches(text, list(by_text), n=3, cutoff=0.6)
+             if _edits(text.lower(), c.lower()) <= allowed or (c.startswith(text) and len(text) >= 0.6 * len(c))]
     return f" Did you mean {by_text[close[0]]!r}?" if close else ""
 
 

@@ -6,8 +6,13 @@ inherited from a generic trainer.
 
 from __future__ import annotations
 
-from typing import ClassVar, List, Optional
+import dataclasses
+import re
+from typing import Any, ClassVar, List, Optional
 
+import marshmallow
+
+from ludwig_llm.schema import ludwig
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option
 from ludwig_llm.schema.registry import trainer_registry
@@ -23,8 +28,10 @@ class OptimizerConfig(BaseConfig):
 
     type: str = option(
         "adamw",
-        "`adamw` (torch AdamW), `adamw_8bit` and `paged_adamw_8bit` (bitsandbytes, less optimizer memory), or `sgd`.",
-        choices=["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd"], impact=Impact.MEDIUM,
+        "`adamw` (torch AdamW), `adamw_8bit` and `paged_adamw_8bit` (bitsandbytes, less optimizer memory), `sgd`, "
+        "or `adam` (torch Adam, Ludwig's default: `weight_decay` is added to the gradient rather than decoupled; "
+        "with `weight_decay: 0` it is the same as `adamw`).",
+        choices=["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adam"], impact=Impact.MEDIUM,
     )
     betas: List[float] = option([0.9, 0.999], "Adam's moment decay rates.", min=0.0, max=1.0, min_inclusive=True, max_inclusive=False, impact=Impact.LOW)
     eps: float = option(1e-8, "Small constant added to Adam's denominator for numerical stability; raise it (e.g. 1e-6) if fp16 training diverges.", min=0.0, min_inclusive=False, impact=Impact.LOW)
@@ -45,6 +52,40 @@ class LearningRateSchedulerConfig(BaseConfig):
         0.03, "Fraction of all optimizer steps spent warming up linearly from zero.", min=0.0, max=1.0, impact=Impact.LOW
     )
     warmup_steps: Optional[int] = option(None, "Warm-up steps; when set, replaces `warmup_fraction`.", min=0, impact=Impact.LOW)
+
+
+AUTO = "auto"
+
+
+class BatchSize(marshmallow.fields.Field):
+    """A batch size: a whole number of rows, or `auto` (searched when training starts)."""
+
+    doc_type = "integer or `auto`"
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise marshmallow.ValidationError(f"must be a whole number of rows (at least 1) or '{AUTO}'.")
+
+    def json_schema(self):
+        return {"anyOf": [{"type": "integer", "minimum": 1}, {"const": AUTO}]}
+
+
+def _batch_size(default: int, description: str, impact: Impact):
+    description += (" `auto` searches for it when training starts: powers of two from 1, each tried on the longest "
+                    "training rows, up to the first that runs out of memory; the one with the most rows per second is "
+                    "used, saved with the model, and reported in the training statistics (`batch_size_search`).")
+    meta = {"description": description, "impact": impact, "example": None, "internal": False}
+    return dataclasses.field(default=default, metadata={"marshmallow_field": BatchSize(load_default=default, dump_default=default, metadata=meta)})
+
+
+def _regular_expression(pattern):
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise marshmallow.ValidationError(f"not a valid regular expression: {error}.") from None
+    return pattern
 
 
 class BaseTrainerConfig(BaseConfig):
@@ -69,10 +110,10 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
         2e-4, "Peak learning rate. 1e-4 to 3e-4 suits LoRA; full fine-tuning usually wants 1e-5 to 5e-5.",
         min=0.0, min_inclusive=False, impact=Impact.HIGH,
     )
-    batch_size: int = option(
+    batch_size: Any = _batch_size(
         4, "Rows per forward pass. With several Ray workers the rows are shared among them (each takes `batch_size / workers`), "
-        "so the optimizer sees the same batch whatever the number of workers.", min=1, impact=Impact.HIGH)
-    eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
+        "so the optimizer sees the same batch whatever the number of workers.", Impact.HIGH)
+    eval_batch_size: Any = _batch_size(8, "Rows per forward pass during evaluation (forward passes only, for `auto`).", Impact.LOW)
     gradient_accumulation_steps: int = option(
         1, "Forward passes summed before each optimizer step; the effective batch is `batch_size * gradient_accumulation_steps` rows, "
         "whatever the number of workers.",
@@ -106,6 +147,18 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     )
     logging_steps: int = option(10, "Record the training loss every N optimizer steps.", min=1, impact=Impact.LOW)
     seed: int = option(42, "Random seed for shuffling, dropout and adapter initialization.", impact=Impact.LOW)
+    layers_to_freeze_regex: Optional[str] = option(
+        None, "Freeze every parameter whose name matches this regular expression (Python `re.search`, so it may match "
+        "anywhere in the name; with an adapter the names carry peft's `base_model.model.` prefix). A pattern that "
+        "matches no parameter is refused when the model is built. Null freezes nothing beyond what the adapter freezes.",
+        example=r"model\.layers\.(0|1)\.", impact=Impact.MEDIUM, validate=_regular_expression,
+    )
+
+    @marshmallow.pre_load
+    def _ludwig_spellings(self, data, **kwargs):
+        """Ludwig's `enable_gradient_checkpointing` and `train_steps`."""
+        data = ludwig.rename(data, "enable_gradient_checkpointing", "gradient_checkpointing")
+        return ludwig.rename(data, "train_steps", "max_steps")
 
 
 @trainer_registry.register("none")

@@ -30,6 +30,7 @@ from transformers.integrations.neftune import activate_neftune
 
 from ludwig_llm.data.retrieval import load_retriever
 from ludwig_llm.data.tokenize import PaddingCollator
+from ludwig_llm.inference.batch_size_search import longest_first, search_batch_size
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.models.bundle import save_model_directory
@@ -91,8 +92,9 @@ class FineTuneRecipe:
     def setup(self) -> None:
         job, trainer = self.job, self.trainer
         seed_everything(trainer.seed)
-        accumulation = trainer.gradient_accumulation_steps
-        self.total_steps = trainer.max_steps or trainer.epochs * steps_per_epoch(len(job.train_rows), trainer.batch_size, accumulation)
+        searching = "auto" in (trainer.batch_size, trainer.eval_batch_size)
+        # With `auto` the steps are known after the search; a check makes AdaLoRA give its total_step then.
+        self.total_steps = None if searching else self._total_steps()
 
         self.built = build_llm(self.config, for_training=True, base_model_path=job.base_model_path,
                                total_steps=self.total_steps, device=self.device)
@@ -104,16 +106,57 @@ class FineTuneRecipe:
 
         self.strategy = create_strategy(self.config, self.session, self.device)
         optimizer = self.strategy.prepare(self.model, lambda model: build_optimizer(model, trainer), quantized=self.built.quantized)
+        self.autocast, self.scaler = self.strategy.autocast()
+        self.collate = PaddingCollator(job.pad_token_id, padding_side="right")
+        self.batch_size_search = self._search_batch_sizes() if searching else None
+        self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(optimizer, trainer, self.total_steps)
         if checkpoint:
             self.strategy.load_optimizer_state(checkpoint.optimizer)
             self.scheduler.load_state_dict(checkpoint.scheduler)
-        self.autocast, self.scaler = self.strategy.autocast()
 
-        self.collate = PaddingCollator(job.pad_token_id, padding_side="right")
         self.lengths = [len(row["input_ids"]) for row in job.train_rows]
         first_label_scored = scores_first_label(self.model)
         self.row_targets = [target_tokens(row["labels"], first_label_scored) for row in job.train_rows]
+
+    def _total_steps(self) -> int:
+        trainer = self.trainer
+        return trainer.max_steps or trainer.epochs * steps_per_epoch(len(self.job.train_rows), trainer.batch_size,
+                                                                      trainer.gradient_accumulation_steps)
+
+    def _search_batch_sizes(self) -> dict:
+        """Resolve `auto` batch sizes on this model and data; the chosen numbers replace `auto` in the config
+        (so the saved model's config has them) and the trials go to the training statistics."""
+        trainer, report = self.trainer, {}
+        rows = self.job.train_rows
+        order = longest_first([len(row["input_ids"]) for row in rows])
+
+        def inputs(size: int, source: List[dict], ranked: List[int]) -> dict:
+            return {k: v.to(self.device) for k, v in self.collate([source[i] for i in ranked[:size]]).items()}
+
+        def train_pass(size: int) -> None:
+            with self.autocast:
+                loss = self.strategy.train_model(**inputs(size, rows, order)).loss
+            loss.backward()
+            self.strategy.zero_grad()
+
+        if trainer.batch_size == "auto":
+            trainer.batch_size, report["trials"] = search_batch_size(train_pass, len(rows), self.device)
+            report["batch_size"] = trainer.batch_size
+        if trainer.eval_batch_size == "auto":
+            eval_rows = self.job.validation_rows or rows
+            eval_order = longest_first([len(row["input_ids"]) for row in eval_rows])
+
+            def eval_pass(size: int) -> None:
+                with torch.no_grad(), self.autocast:
+                    self.strategy.train_model(**inputs(size, eval_rows, eval_order))
+
+            trainer.eval_batch_size, report["eval_trials"] = search_batch_size(eval_pass, len(eval_rows), self.device)
+            report["eval_batch_size"] = trainer.eval_batch_size
+        seed_everything(trainer.seed)  # the search drew dropout masks: training starts from the seed as without it
+        if self.session.is_main:
+            print(f"batch size search: batch_size {trainer.batch_size}, eval_batch_size {trainer.eval_batch_size}")
+        return report
 
     def _restore_checkpoint(self):
         """Load the latest checkpoint's weights, loop state and random generators, if the session has one."""
@@ -242,6 +285,8 @@ class FineTuneRecipe:
             "epochs_completed": state.epoch,
             "train_seconds": time.time() - self.started,
         }
+        if self.batch_size_search is not None:
+            statistics["batch_size_search"] = self.batch_size_search
         if self.job.save_model:
             self._save_model(self._final_weights())
         return statistics

@@ -26,6 +26,8 @@ def build_optimizer(model, trainer):
     if opt.type in ("adamw_8bit", "paged_adamw_8bit"):
         cls = bnb.optim.AdamW8bit if opt.type == "adamw_8bit" else bnb.optim.PagedAdamW8bit
         return cls(groups, lr=trainer.learning_rate, betas=tuple(opt.betas), eps=opt.eps)
+    if opt.type == "adam":
+        return torch.optim.Adam(groups, lr=trainer.learning_rate, betas=tuple(opt.betas), eps=opt.eps)
     return torch.optim.AdamW(groups, lr=trainer.learning_rate, betas=tuple(opt.betas), eps=opt.eps)
 
 

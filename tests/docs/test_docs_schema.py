@@ -217,7 +217,7 @@ def test_field_facts():
     by_name = {f.name: f for f in schema_class_to_fields(schema_docs.get_adapter_schema("lora"))}
     assert by_name["bias"].choices == ["none", "all", "lora_only"]
     assert by_name["dropout"].range == "0.0 <= value <= 1.0"
-    assert by_name["target_modules"].type == "list of strings or null"
+    assert by_name["target_modules"].type == "list of strings or `all-linear` or null"
     assert by_name["r"].high_impact and not by_name["bias"].high_impact
     retrieval = {f.name: f for f in schema_class_to_fields(schema_docs.get_retrieval_schema())}
     assert retrieval["type"].choices_yaml == ["null", "random", "semantic"]

@@ -25,6 +25,15 @@ ADAPTER_PARAMS = {
     "loha": {"r": 4, "alpha": 8, "module_dropout": 0.1},
     "lokr": {"r": 4, "alpha": 8, "module_dropout": 0.1},
     "vera": {"r": 8, "vera_dropout": 0.1},
+    # The tiny model's layers are 64 and 128 wide: block and vector sizes must divide them.
+    "oft": {"oft_block_size": 16, "module_dropout": 0.1},
+    "boft": {"boft_block_size": 8, "boft_dropout": 0.1},
+    "hra": {"r": 4},
+    "ln_tuning": {},
+    "vblora": {"r": 2, "num_vectors": 16, "vector_length": 16, "topk": 2},
+    "fourierft": {"n_frequency": 32, "scaling": 100.0},
+    "c3a": {"block_size": 16},
+    "tinylora": {"r": 2, "u": 8},
 }
 # Adapters that add virtual tokens instead of changing weights: nothing to merge.
 PROMPT_LEARNING_TYPES = {name for name, schema in adapter_registry.items()
@@ -189,3 +198,38 @@ def test_prompt_learning_adapters_cannot_be_merged(tiny_llama, tmp_path, adapter
     peft_model = apply_adapter(load_base_model(tiny_llama), adapter_type, ADAPTER_PARAMS[adapter_type])
     with pytest.raises(UserError, match="cannot be merged"):
         merge_and_save(peft_model, str(tmp_path))
+
+
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="peft's LoftQ quantizes on CUDA")
+
+
+@pytest.mark.parametrize("init", ["gaussian", "pissa", "pissa_niter_2", "olora", "orthogonal",
+                                  pytest.param("loftq", marks=NEEDS_CUDA)])
+def test_lora_initializations_by_name_attach_and_train(tiny_llama, init):
+    """Ludwig's `init_lora_weights` strings reach peft through the schema class and give a trainable adapter."""
+    from ludwig_llm.schema.adapters import LoraConfig
+
+    params = LoraConfig.from_dict({"r": 4, "alpha": 8, "dropout": 0.0, "init_lora_weights": init}).peft_params()
+    peft_model = apply_adapter(load_base_model(tiny_llama, dtype="float32"), "lora", params)
+    assert peft_model.peft_config["default"].init_lora_weights == init
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    peft_model.train()
+    peft_model(input_ids=INPUT_IDS, labels=INPUT_IDS).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_loftq_without_a_gpu_is_a_clear_user_error():
+    with pytest.raises(UserError, match="'loftq' runs on a GPU"):
+        build_peft_config("lora", {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4, "loftq_iter": 1}})
+
+
+@pytest.mark.parametrize("adapter_type", ["lora", "adalora", "loha", "lokr"])
+def test_lora_family_default_adapts_every_linear_layer_but_the_lm_head(tiny_llama, adapter_type):
+    params = adapter_registry.get(adapter_type).from_dict({"type": adapter_type, "total_step": 10}
+                                                          if adapter_type == "adalora" else {}).peft_params()
+    assert params["target_modules"] == "all-linear"
+    peft_model = apply_adapter(load_base_model(tiny_llama, dtype="float32"), adapter_type, params)
+    adapted = {name.rsplit(".", 1)[-1] for name, module in peft_model.named_modules()
+               if hasattr(module, "base_layer") and not hasattr(module.base_layer, "base_layer")}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

@@ -117,6 +117,11 @@ RULES = [
      "adapter.pretrained_adapter_weights", "needs saved weights", ...),
     ("merge into a 4-bit base", config(adapter={"type": "lora", "postprocessor": {"merge_adapter_into_base_model": True}}),
      "adapter.postprocessor.merge_adapter_into_base_model", "4-bit", True),
+    ("merge a prompt-learning adapter",
+     config(quantization=None, adapter={"type": "prefix_tuning", "postprocessor": {"merge_adapter_into_base_model": True}}),
+     "adapter.postprocessor.merge_adapter_into_base_model", "nothing to merge", True),
+    ("LoftQ with a quantized base", config(adapter={"type": "lora", "init_lora_weights": "loftq"}),
+     "adapter.init_lora_weights", "quantizes them itself", "loftq"),
 ]
 
 

@@ -27,6 +27,15 @@ ADAPTERS = {
     "loha": {"r": 4, "alpha": 8},
     "lokr": {"r": 4, "alpha": 8},
     "vera": {"r": 16},
+    # The tiny model's layers are 64 and 128 wide: block and vector sizes must divide them.
+    "oft": {"oft_block_size": 16},
+    "boft": {"boft_block_size": 8},
+    "hra": {"r": 4},
+    "ln_tuning": {},
+    "vblora": {"r": 2, "num_vectors": 16, "vector_length": 16},
+    "fourierft": {"n_frequency": 32},
+    "c3a": {"block_size": 16},
+    "tinylora": {"r": 2, "u": 8},
 }
 
 
