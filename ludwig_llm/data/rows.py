@@ -59,7 +59,7 @@ def with_flagged_empty(kept: pd.DataFrame, mask: np.ndarray, flag_column: str) -
     kept = kept.set_axis(np.flatnonzero(~mask), axis=0)
     full = kept.reindex(range(len(mask)))
     for column in full.columns:
-        if kept[column].dtype == object or len(kept) == 0:
+        if len(kept) == 0 or not pd.api.types.is_numeric_dtype(kept[column]):  # text: empty; numbers stay missing
             full[column] = full[column].astype(object).where(~mask, "")
     full[flag_column] = mask
     return full
