@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -55,7 +56,7 @@ def write_config(directory: pathlib.Path, config: dict, name: str = "config.yaml
 def one_error_line(stderr: str) -> str:
     """The error a failed command printed: exactly one line, `error: ...`, and no traceback."""
     assert "Traceback" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    lines = [line for line in re.split(r"[\r\n]", stderr) if line.startswith("error: ")]  # progress bars end in \r
     assert len(lines) == 1, stderr[-3000:]
     return lines[0]
 
