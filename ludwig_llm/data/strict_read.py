@@ -25,7 +25,7 @@ def read_json_lines(path: str) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line, object_pairs_hook=_unique_keys)
+                record = json.loads(line.rstrip("\r\n"), object_pairs_hook=_unique_keys)  # so colno is on this line
             except json.JSONDecodeError as error:
                 raise TableFormatError(f"line {number} is not valid JSON ({error.msg} at column {error.colno}).") from None
             except TableFormatError as error:

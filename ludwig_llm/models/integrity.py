@@ -75,8 +75,8 @@ def refuse_pickle_weights(directory: str) -> None:
     for name in sorted(os.listdir(directory)):
         if name.endswith(PICKLE_SUFFIXES) and os.path.isfile(os.path.join(directory, name)):
             raise UserError(f"{os.path.join(directory, name)}: pickle weights are refused (loading a pickle can run any code). "
-                            "Save the weights as safetensors (model.save_pretrained(directory, safe_serialization=True)) "
-                            "and remove the pickle file.")
+                            "Convert it to safetensors (safetensors.torch.save_file(torch.load(path, weights_only=True), "
+                            "'<name>.safetensors'), from a source you trust) and remove the pickle file.")
 
 
 def check_finite(paths: Iterable[str]) -> None:

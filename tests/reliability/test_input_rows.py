@@ -70,7 +70,7 @@ def test_duplicate_csv_column_is_named(make_config, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, words", [
-    ('{"sentence": "a", "record": "b"}\n{"sentence": "c", "record": \n', "line 2 is not valid JSON"),
+    ('{"sentence": "a", "record": "b"}\n{"sentence": "c", "record": \n', "line 2 is not valid JSON (Expecting value at column 29)"),
     ('{"sentence": "a", "record": "b"}\n\n[1, 2]\n', "line 3 holds a JSON list"),
     ('{"sentence": "a", "sentence": "b", "record": "c"}\n', "line 1: key 'sentence' appears twice"),
 ])

@@ -32,6 +32,7 @@ def _complete(checkpoint: str) -> None:
     read_checkpoint(checkpoint)  # every file present and readable
 
 
+@pytest.mark.slow  # two training processes: about 20-40 s on two CPU cores
 def test_killed_checkpoint_keeps_the_earlier_one_and_resume_uses_it(make_config, small_dataset_csv, tmp_path, capsys):
     config = write_config(tmp_path, make_config(trainer={"max_steps": 4, "checkpoint_steps": 1, "checkpoints_to_keep": 10}))
     out = tmp_path / "out"
@@ -49,6 +50,7 @@ def test_killed_checkpoint_keeps_the_earlier_one_and_resume_uses_it(make_config,
         _complete(checkpoint)
 
 
+@pytest.mark.slow  # a training process: about 15-25 s
 def test_killed_final_save_leaves_no_half_model(make_config, small_dataset_csv, tmp_path):
     config = write_config(tmp_path, make_config(trainer={"max_steps": 1, "checkpoint_steps": 1}))
     out = tmp_path / "out"
@@ -58,6 +60,7 @@ def test_killed_final_save_leaves_no_half_model(make_config, small_dataset_csv, 
     _complete(latest_checkpoint_in(str(run)))
 
 
+@pytest.mark.slow  # two export processes: about 30-60 s
 def test_killed_export_leaves_no_half_export(trained_run, tmp_path):
     target = tmp_path / "exported"
     kill_at("export", ["export", "--model_path", trained_run / "model", "--output_directory", target], tmp_path)

@@ -83,6 +83,7 @@ def test_export_of_a_damaged_adapter_is_refused(model_copy, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # two CLI processes: about 30-60 s
 def test_offline_hub_id_says_what_to_do(make_config, small_dataset_csv, tmp_path):
     """One subprocess: the message, then the same failure with --debug showing the traceback."""
     config = write_config(tmp_path, make_config(base_model="someorg/no-such-model-for-tests"))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ludwig_llm.cli import main
 from ludwig_llm.results import RUN_STATE, read_run_state
 from tests.reliability.conftest import kill_at, one_error_line, write_config
 
 
+@pytest.mark.slow  # a killed training process, then two more runs: about 30 s
 def test_resume_skips_a_run_that_failed_on_its_data(make_config, small_dataset, small_dataset_csv, tmp_path, capsys):
     """The issue's scenario: an interrupted run with a checkpoint, then a `train` that fails on its data after
     creating its run directory; `--resume` must continue the interrupted run, not start the failed one at step 0."""
