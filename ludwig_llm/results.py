@@ -51,7 +51,8 @@ def new_run_directory(output_directory: str, experiment_name: str, model_name: s
 
 
 def latest_run_directory(output_directory: str, experiment_name: str, model_name: str) -> str:
-    """For `--resume` without a path: the newest run of this experiment that has a checkpoint.
+    """For `--resume` without a path: the newest run of this experiment that has a checkpoint and did not
+    finish, or else the newest finished one with a checkpoint.
 
     Runs are ordered by creation (their `_N` suffix). A run without a checkpoint is never picked: one that
     failed before training (marked `failed` in its state file) or was killed before its first checkpoint
@@ -66,14 +67,17 @@ def latest_run_directory(output_directory: str, experiment_name: str, model_name
             runs.append((int(match.group(1) or 0), os.path.join(output_directory, name)))
     if not runs:
         raise UserError(f"--resume: no earlier run '{prefix}' in {output_directory}.")
-    skipped = []
-    for _, run in sorted(runs, reverse=True):
-        checkpoint = latest_checkpoint_in(run)
-        if checkpoint:
-            passed = f" (passed over, no checkpoint: {', '.join(skipped)})" if skipped else ""
-            print(f"--resume: continuing {run} from its checkpoint {os.path.basename(checkpoint)}{passed}.")
-            return run
-        skipped.append(f"{os.path.basename(run)} [{read_run_state(run).get('state', 'unknown')}]")
+    newest_first = [run for _, run in sorted(runs, reverse=True)]
+    resumable = [run for run in newest_first if latest_checkpoint_in(run)]
+    unfinished = [run for run in resumable if read_run_state(run).get("state") != RUN_FINISHED]
+    if resumable:
+        run = (unfinished or resumable)[0]
+        passed = [f"{os.path.basename(r)} [{read_run_state(r).get('state', 'unknown')}"
+                  + ("" if r in resumable else ", no checkpoint") + "]" for r in newest_first[: newest_first.index(run)]]
+        note = f" (passed over: {', '.join(passed)})" if passed else ""
+        print(f"--resume: continuing {run} from its checkpoint {os.path.basename(latest_checkpoint_in(run))}{note}.")
+        return run
+    skipped = [f"{os.path.basename(run)} [{read_run_state(run).get('state', 'unknown')}]" for run in newest_first]
     raise UserError(f"--resume: no run '{prefix}' in {output_directory} has a checkpoint ({', '.join(skipped)}); "
                     "train without --resume to start a new run.")
 

@@ -49,6 +49,12 @@ def test_drop_leaves_them_out_and_counts_them(make_config, small_dataset, tmp_pa
     assert predictions["record_empty_input"].tolist() == [False, True, True, False]
     assert predictions["record_response"].tolist()[1:3] == ["", ""]
 
+    # evaluation leaves them out, and counts them
+    assert main(["evaluate", "--model_path", str(out / "experiment_run" / "model"), "--dataset", str(data),
+                 "--output_directory", str(tmp_path / "e")]) == 0
+    statistics = json.loads((tmp_path / "e" / "evaluation_run" / "test_statistics.json").read_text())["record"]
+    assert statistics["dropped_empty_input_rows"] == 3 and statistics["rows"] == len(small_dataset) - 3
+
 
 def test_predict_refuses_jsonl_rows_without_the_input_key(trained_run, tmp_path, capsys):
     jsonl = tmp_path / "rows.jsonl"

@@ -33,7 +33,7 @@ def test_resume_skips_a_run_that_failed_on_its_data(make_config, small_dataset, 
     assert main(["train", "--config", config, "--dataset", small_dataset_csv, "--output_directory", str(out), "--resume"]) == 0
     printed = capsys.readouterr()
     assert (f"--resume: continuing {interrupted} from its checkpoint step-00000002 "
-            f"(passed over, no checkpoint: experiment_run_1 [failed])") in printed.out
+            f"(passed over: experiment_run_1 [failed, no checkpoint])") in printed.out
     assert " 2/4" in printed.err and " 0/4" not in printed.err  # it continued at step 2
     assert read_run_state(str(interrupted))["state"] == "finished"
     assert not (failed / "model").exists()
