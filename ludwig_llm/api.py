@@ -8,16 +8,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
+import pandas as pd
 import yaml
 
 from ludwig_llm import results
 from ludwig_llm.backends import create_backend
+from ludwig_llm.data import rows as input_rows
 from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
 from ludwig_llm.data.retrieval import build_retriever
 from ludwig_llm.errors import UserError
@@ -80,39 +83,48 @@ class LudwigLLM:
             if random_seed is not None:
                 self.config.trainer.seed = random_seed
             run_directory = results.new_run_directory(output_directory, experiment_name, model_name)
-            with open(os.path.join(run_directory, RUN_CONFIG), "w", encoding="utf-8") as f:
-                yaml.safe_dump(self.config.to_dict(), f, sort_keys=False)
-        config = self.config
+            results.write_text_atomically(os.path.join(run_directory, RUN_CONFIG), yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            results.mark_run_state(run_directory, results.RUN_CREATED)
+        try:
+            config = self.config
 
-        base_model_path = resolve_base_model(config.base_model)
-        tokenizer = load_tokenizer(base_model_path, trust_remote_code=config.model_parameters.trust_remote_code)
-        data = prepare_data(config, tokenizer, dataset=dataset, training_set=training_set,
-                            validation_set=validation_set, test_set=test_set, retriever_factory=self._retriever_factory())
-        timings["preprocessing"] = time.time() - started
-        backend = create_backend(config)
+            base_model_path = resolve_base_model(config.base_model)
+            tokenizer = load_tokenizer(base_model_path, trust_remote_code=config.model_parameters.trust_remote_code)
+            data = prepare_data(config, tokenizer, dataset=dataset, training_set=training_set,
+                                validation_set=validation_set, test_set=test_set, retriever_factory=self._retriever_factory())
+            timings["preprocessing"] = time.time() - started
+            backend = create_backend(config)
 
-        def run_on_workers(worker, job, resume_from):
-            return backend.run_workers(worker, job, run_directory, resume_from)
+            def run_on_workers(worker, job, resume_from):
+                return backend.run_workers(worker, job, run_directory, resume_from)
 
-        run = TrainingRun(config=config, data=data, tokenizer=tokenizer, base_model_path=base_model_path,
-                          run_directory=run_directory, save_model=not skip_save_model, resume=bool(resume),
-                          labels=self._labels(data.splits), label_counts=self._label_counts(data.splits),
-                          run_on_workers=run_on_workers)
-        training_started = time.time()
-        statistics = load_implementation(config.trainer)(run)  # the trainer type's train function
-        timings["training"] = time.time() - training_started
-        statistics["preprocessing"] = data.stats
-        results.write_json(os.path.join(run_directory, results.TRAINING_STATISTICS), statistics)
+            run = TrainingRun(config=config, data=data, tokenizer=tokenizer, base_model_path=base_model_path,
+                              run_directory=run_directory, save_model=not skip_save_model, resume=bool(resume),
+                              labels=self._labels(data.splits), label_counts=self._label_counts(data.splits),
+                              run_on_workers=run_on_workers)
+            training_started = time.time()
+            results.mark_run_state(run_directory, results.RUN_TRAINING)
+            statistics = load_implementation(config.trainer)(run)  # the trainer type's train function
+            timings["training"] = time.time() - training_started
+            statistics["preprocessing"] = data.stats
+            results.write_json(os.path.join(run_directory, results.TRAINING_STATISTICS), statistics)
 
-        test_statistics = None
-        if evaluate_test or config.trainer.evaluates_test_split:
-            test_statistics = self._evaluate_test_split(config, run_directory, data, skip_save_model, timings)
-        results.write_json(
-            os.path.join(run_directory, results.DESCRIPTION),
-            results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
-                                 timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
-        )
-        finish_run(run_directory, config)  # learning curves, tracking, the model card with data fingerprint and test metrics
+            test_statistics = None
+            if evaluate_test or config.trainer.evaluates_test_split:
+                test_statistics = self._evaluate_test_split(config, run_directory, data, skip_save_model, timings)
+            results.write_json(
+                os.path.join(run_directory, results.DESCRIPTION),
+                results.describe_run(config.to_dict(), data_fingerprint=data.fingerprint, seed=config.trainer.seed,
+                                     timings=timings, extra={"base_model_path": base_model_path, "run_directory": run_directory}),
+            )
+            finish_run(run_directory, config)  # learning curves, tracking, the model card with data fingerprint and test metrics
+        except BaseException as error:
+            # A run killed here keeps its last state; one that fails is marked, so `--resume` never takes
+            # it for an interrupted run unless it has a checkpoint to continue from.
+            with contextlib.suppress(Exception):  # never hide the error itself
+                results.mark_run_state(run_directory, results.RUN_FAILED, error=f"{type(error).__name__}: {error}"[:500])
+            raise
+        results.mark_run_state(run_directory, results.RUN_FINISHED)
         return TrainResult(run_directory, statistics, test_statistics)
 
     def experiment(self, dataset=None, **kwargs) -> TrainResult:
@@ -211,7 +223,12 @@ class LudwigLLM:
         """Predictions for every row of `dataset`, in its row order; written as Parquet and CSV."""
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split)
-        predictions = self._backend.predict(loaded, df, batch_size=batch_size)
+        if self.config.preprocessing.empty_inputs == input_rows.DROP:  # empty inputs get an empty, flagged prediction
+            empty = input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+            kept = self._backend.predict(loaded, df[~empty], batch_size=batch_size) if not empty.all() else pd.DataFrame()
+            predictions = input_rows.with_flagged_empty(kept, empty, self.config.output_feature.name + input_rows.FLAG_SUFFIX)
+        else:
+            predictions = self._backend.predict(loaded, df, batch_size=batch_size)
         directory = None
         if output_directory:
             directory = results.new_run_directory(output_directory, "predictions", "run")
@@ -223,7 +240,10 @@ class LudwigLLM:
         """Predictions plus metrics against the dataset's targets; writes test_statistics.json."""
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split, need_targets=True, manifest=loaded.manifest)
-        predictions, statistics = self._backend.evaluate(loaded, df, batch_size=batch_size)
+        empty = input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+        predictions, statistics = self._backend.evaluate(loaded, df[~empty].reset_index(drop=True), batch_size=batch_size)
+        if self.config.preprocessing.empty_inputs == input_rows.DROP:
+            statistics[self.config.output_feature.name][input_rows.DROPPED_STAT] = int(empty.sum())
         directory = write_into
         if directory is None and output_directory:
             directory = results.new_run_directory(output_directory, "evaluation", "run")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from typing import Callable, Dict, List, Optional
 
 import yaml
@@ -13,6 +14,7 @@ import yaml
 from ludwig_llm import __version__
 from ludwig_llm.console import LEVELS, configure_console, metrics_table
 from ludwig_llm.errors import ConfigValidationError, UserError
+from ludwig_llm.results import write_text_atomically
 from ludwig_llm.schema import load_config
 from ludwig_llm.schema.json_schema import config_json_schema
 
@@ -98,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--verbose", action="store_true", help="Also show third-party libraries' notices and warnings.")
         command.add_argument("--logging_level", choices=list(LEVELS), default="warning",
                              help="Log level (default: warning); debug also shows third-party notices.")
+        if command.prog.split()[-1] != "preprocess":  # preprocess --debug also shows the rendered rows
+            command.add_argument("--debug", action="store_true", help="On an error, also print its traceback.")
     return parser
 
 
@@ -186,8 +190,7 @@ def _version() -> str:
 def _write_or_print(text: str, output: Optional[str]) -> None:
     if output:
         try:
-            with open(output, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_text_atomically(output, text)
         except OSError as error:
             raise UserError(f"cannot write {output}: {error.strerror}.") from None
         print(f"wrote {output}")
@@ -287,14 +290,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return handler(args)
     except ConfigValidationError as error:
+        _traceback_if(args)
         print(error.render(), file=sys.stderr)
         return 1
     except UserError as error:
+        _traceback_if(args)
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a file or disk fault that no layer below named: still one line, with the path
+        _traceback_if(args)
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error:{where}: {error.strerror or error}." + ("" if args.debug else " (--debug shows the traceback)"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _traceback_if(args) -> None:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from ludwig_llm.models.adapters import adds_virtual_tokens, merge_and_save, save
 from ludwig_llm.data.retrieval import RETRIEVAL_DIR
 from ludwig_llm.models.bundle import CONFIG_FILE, MANIFEST_FILE, MERGED_DIR, read_model_directory
 from ludwig_llm.models.card import write_model_card
+from ludwig_llm.models.integrity import verify_model_files
+from ludwig_llm.results import write_directory_atomically
 from ludwig_llm.run_report import run_facts
 
 FORMATS = ("merged", "adapter")
@@ -43,7 +45,8 @@ def export_model(model_path: str, output_directory: str, format: str = "merged")
     if format == "adapter":
         if manifest.weights != "adapter":
             raise UserError(f"{model_path} has no adapter (its weights are '{manifest.weights}'); use --format merged.")
-        _copy_plain_files(model_path, output_directory)
+        verify_model_files(model_path, manifest.weights, manifest.checksums)
+        write_directory_atomically(output_directory, lambda out: _copy_plain_files(model_path, out))
         return output_directory
     adapter_type = saved_adapter_type(model_path) if manifest.weights == "adapter" else None
     if adds_virtual_tokens(adapter_type):
@@ -51,20 +54,23 @@ def export_model(model_path: str, output_directory: str, format: str = "merged")
                         "so it cannot be merged into the model; export it with --format adapter.")
     built = LudwigLLM.load(model_path).loaded_model
     generation_config = build_generation_config(built.model, built.tokenizer, config.generation)
-    os.makedirs(output_directory, exist_ok=True)
-    if manifest.weights == "adapter":
-        if built.quantized:
-            print(f"warning: the adapter was trained on a {config.quantization.bits}-bit base model; it is merged into the "
-                  "base model reloaded in float32 (de-quantized), so outputs differ slightly from the quantized model's.",
-                  file=sys.stderr)
-        merge_and_save(built.model, output_directory, quantized=built.quantized, tokenizer=built.tokenizer,
-                       trust_remote_code=config.model_parameters.trust_remote_code)
-    else:  # full fine-tuning, or the base model unchanged (trainer none)
-        built.model.config.use_cache = True
-        built.model.save_pretrained(output_directory)
-        built.tokenizer.save_pretrained(output_directory)
-    generation_config.save_pretrained(output_directory)
-    write_model_card(output_directory, config.to_dict(), {**manifest.__dict__, "weights": "merged"}, **run_facts(os.path.dirname(os.path.abspath(model_path))))
+    if manifest.weights == "adapter" and built.quantized:
+        print(f"warning: the adapter was trained on a {config.quantization.bits}-bit base model; it is merged into the "
+              "base model reloaded in float32 (de-quantized), so outputs differ slightly from the quantized model's.",
+              file=sys.stderr)
+
+    def write(out: str) -> None:  # into a staging directory, renamed to output_directory once complete
+        if manifest.weights == "adapter":
+            merge_and_save(built.model, out, quantized=built.quantized, tokenizer=built.tokenizer,
+                           trust_remote_code=config.model_parameters.trust_remote_code)
+        else:  # full fine-tuning, or the base model unchanged (trainer none)
+            built.model.config.use_cache = True
+            built.model.save_pretrained(out)
+            built.tokenizer.save_pretrained(out)
+        generation_config.save_pretrained(out)
+        write_model_card(out, config.to_dict(), {**manifest.__dict__, "weights": "merged"}, **run_facts(os.path.dirname(os.path.abspath(model_path))))
+
+    write_directory_atomically(output_directory, write)
     return output_directory
 
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ludwig_llm.errors import UserError
-from ludwig_llm.results import TRAINING_STATISTICS, read_json
+from ludwig_llm.results import TRAINING_STATISTICS, read_json, write_file_atomically
 
 LEARNING_CURVES = "learning_curves.png"
 
@@ -62,7 +62,7 @@ def plot_learning_curves(runs: Dict[str, dict], path: str) -> Optional[str]:
         ax.legend(fontsize="small")
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    figure.savefig(path, dpi=100)
+    write_file_atomically(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
     return path
 
 
@@ -112,6 +112,6 @@ def write_confusion_matrices(directory: str, test_statistics: dict) -> List[str]
             for j, count in enumerate(row):
                 ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
         path = os.path.join(directory, f"confusion_matrix_{feature}.png")
-        figure.savefig(path, dpi=100)
+        write_file_atomically(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
         written.append(path)
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -50,17 +51,71 @@ def new_run_directory(output_directory: str, experiment_name: str, model_name: s
 
 
 def latest_run_directory(output_directory: str, experiment_name: str, model_name: str) -> str:
-    """The most recently created run directory of this experiment, for `--resume` without a path."""
+    """For `--resume` without a path: the newest run of this experiment that has a checkpoint and did not
+    finish, or else the newest finished one with a checkpoint.
+
+    Runs are ordered by creation (their `_N` suffix). A run without a checkpoint is never picked: one that
+    failed before training (marked `failed` in its state file) or was killed before its first checkpoint
+    has nothing to continue from. Says which run it picked, and why newer ones were passed over.
+    """
     prefix = f"{_safe_name(experiment_name)}_{_safe_name(model_name)}"
-    pattern = re.compile(rf"^{re.escape(prefix)}(_\d+)?$")
-    runs = [
-        os.path.join(output_directory, name)
-        for name in (os.listdir(output_directory) if os.path.isdir(output_directory) else [])
-        if pattern.match(name)
-    ]
+    pattern = re.compile(rf"^{re.escape(prefix)}(?:_(\d+))?$")
+    runs = []
+    for name in os.listdir(output_directory) if os.path.isdir(output_directory) else []:
+        match = pattern.match(name)
+        if match and os.path.isdir(os.path.join(output_directory, name)):
+            runs.append((int(match.group(1) or 0), os.path.join(output_directory, name)))
     if not runs:
         raise UserError(f"--resume: no earlier run '{prefix}' in {output_directory}.")
-    return max(runs, key=os.path.getmtime)
+    newest_first = [run for _, run in sorted(runs, reverse=True)]
+    resumable = [run for run in newest_first if latest_checkpoint_in(run)]
+    unfinished = [run for run in resumable if read_run_state(run).get("state") != RUN_FINISHED]
+    if resumable:
+        run = (unfinished or resumable)[0]
+        passed = [f"{os.path.basename(r)} [{read_run_state(r).get('state', 'unknown')}"
+                  + ("" if r in resumable else ", no checkpoint") + "]" for r in newest_first[: newest_first.index(run)]]
+        note = f" (passed over: {', '.join(passed)})" if passed else ""
+        print(f"--resume: continuing {run} from its checkpoint {os.path.basename(latest_checkpoint_in(run))}{note}.")
+        return run
+    skipped = [f"{os.path.basename(run)} [{read_run_state(run).get('state', 'unknown')}]" for run in newest_first]
+    raise UserError(f"--resume: no run '{prefix}' in {output_directory} has a checkpoint ({', '.join(skipped)}); "
+                    "train without --resume to start a new run.")
+
+
+RUN_STATE = "run_state.json"
+RUN_CREATED, RUN_TRAINING, RUN_CHECKPOINTED, RUN_FINISHED, RUN_FAILED = "created", "training", "checkpointed", "finished", "failed"
+
+
+def mark_run_state(run_directory: str, state: str, **details: Any) -> None:
+    """Record where a run is (created, training, checkpointed, finished, failed) in `<run>/run_state.json`."""
+    record = {**read_run_state(run_directory), "state": state, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **details}
+    if state != RUN_FAILED:
+        record.pop("error", None)
+    write_json(os.path.join(run_directory, RUN_STATE), record)
+
+
+def read_run_state(run_directory: str) -> Dict[str, Any]:
+    try:
+        record = read_json(os.path.join(run_directory, RUN_STATE))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def checkpoint_kept(checkpoints_root: str) -> str:
+    """What a failed checkpoint write leaves: the earlier checkpoints."""
+    earlier = list_checkpoints(checkpoints_root)
+    if not earlier:
+        return "no checkpoint was written yet"
+    return f"the earlier checkpoint {earlier[-1]} is kept, and `--resume` continues from it"
+
+
+def model_kept(run_directory: str) -> str:
+    """What a failed final save leaves: the run's checkpoints."""
+    checkpoint = latest_checkpoint_in(run_directory)
+    if checkpoint is None:
+        return f"no model was saved in {run_directory} (it has no checkpoint)"
+    return f"the checkpoint {checkpoint} is kept; `train --resume {run_directory}` saves the model from it"
 
 
 def checkpoint_name(step: int) -> str:
@@ -85,18 +140,27 @@ def prune_checkpoints(root: str, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_directory_atomically(final: str, write: Callable[[str], None]) -> None:
-    """Write into a temporary sibling, then swap it in: a crash at any point leaves `final` complete, old or new.
+def write_directory_atomically(final: str, write: Callable[[str], None], *, kept: str = "") -> None:
+    """Write into a temporary sibling, fsync it, then swap it in: a crash at any point leaves `final` complete, old or new.
 
     An existing `final` is renamed aside, the new one renamed in, and only then is the old one deleted. A
     failure between the two renames puts the old one back; a crash there leaves it as `<final>.old`, which
-    the next write (or `recover_directory`) restores first.
+    the next write (or `recover_directory`) restores first. A full disk is a UserError naming `final` and
+    what was kept (`kept`, or by default that an earlier `final`, if any, is unchanged).
     """
+    final = os.path.normpath(final)  # "out/" would stage inside itself
     staging, replaced = final + _STAGING_SUFFIX, final + _REPLACED_SUFFIX
     recover_directory(final)
     shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    write(staging)
+    try:
+        os.makedirs(staging)
+        write(staging)
+        fsync_tree(staging)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(error):
+            raise disk_full_error(final, kept or f"nothing was written under that name, any earlier {os.path.basename(final)} is unchanged") from None
+        raise
     had_old = os.path.exists(final)
     if had_old:
         shutil.rmtree(replaced, ignore_errors=True)
@@ -108,6 +172,7 @@ def write_directory_atomically(final: str, write: Callable[[str], None]) -> None
             os.replace(replaced, final)
         raise
     shutil.rmtree(replaced, ignore_errors=True)
+    _fsync_path(os.path.dirname(os.path.abspath(final)))
 
 
 def recover_directory(final: str) -> None:
@@ -119,10 +184,78 @@ def recover_directory(final: str) -> None:
 
 def write_json(path: str, data: Any) -> None:
     """Write JSON atomically, so an interrupted run never leaves a truncated file behind."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=_jsonable)
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2, default=_jsonable))
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    write_file_atomically(path, write)
+
+
+def write_file_atomically(path: str, write: Callable[[str], None], *, kept: str = "") -> None:
+    """Have `write(tmp)` write a temporary file beside `path`, fsync it, then rename it to `path`.
+
+    After a kill at any moment, a file under its final name is complete (the old one, or the new one); a
+    leftover temporary file has a name no reader looks for. A full disk is a UserError naming `path` and
+    saying what was kept (`kept`, or by default that no file of that name was written or changed).
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}{_STAGING_SUFFIX}")
+    try:
+        write(tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(directory)
+    except BaseException as error:
+        _remove(tmp)
+        if is_disk_full(error):
+            raise disk_full_error(path, kept or f"no file named {path} was written, any earlier one is unchanged") from None
+        raise
+
+
+class DiskFullError(UserError):
+    """The disk filled up while writing an output."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, DiskFullError) or isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path: str, kept: str) -> DiskFullError:
+    return DiskFullError(f"no space left on device while writing {path}: {kept}. Free some space and run the command again.")
+
+
+def _fsync_path(path: str) -> None:
+    """Flush a file, or a directory's entries, to the disk (directories cannot be opened for fsync on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if is_disk_full(error) or not os.path.isdir(path):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str) -> None:
+    """fsync every file under `root`, then the directories, so a renamed-in directory is complete on disk."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            _fsync_path(os.path.join(directory, name))
+        _fsync_path(directory)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def read_json(path: str) -> Any:

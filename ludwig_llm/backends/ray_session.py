@@ -23,7 +23,8 @@ import ray.train
 import ray.train.torch
 from ray.train import UserCallback
 
-from ludwig_llm.results import CHECKPOINTS_DIR, checkpoint_name, prune_checkpoints, write_directory_atomically
+from ludwig_llm.results import (CHECKPOINTS_DIR, RUN_CHECKPOINTED, DiskFullError, checkpoint_name, mark_run_state, prune_checkpoints,
+                                write_directory_atomically)
 from ludwig_llm.trainers.checkpoint import STATE_FILE  # a training checkpoint has it; the final model does not
 from ludwig_llm.trainers.session import WorkerSession
 
@@ -70,7 +71,8 @@ class CheckpointMirror(UserCallback):
         try:
             write_directory_atomically(os.path.join(root, name), lambda d: copy_checkpoint(checkpoint, d))
             prune_checkpoints(root, self.keep)
-        except OSError as error:  # training goes on; Ray Train still holds the checkpoint in <run>/ray
+            mark_run_state(self.run_directory, RUN_CHECKPOINTED, checkpoint=name)
+        except (OSError, DiskFullError) as error:  # training goes on; Ray Train still holds the checkpoint in <run>/ray
             logger.warning("could not copy checkpoint %s into %s: %s", checkpoint.path, root, error)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Union
 import datasets
 import pandas as pd
 
+from ludwig_llm.data.strict_read import TableFormatError, check_unique_columns, check_unique_header, read_json_lines
 from ludwig_llm.errors import UserError
 
 Source = Union[str, "os.PathLike[str]", pd.DataFrame]
@@ -27,6 +28,7 @@ SPLIT_NAME_CODES = {"train": 0, "training": 0, "validation": 1, "valid": 1, "val
 def _read_delimited(path: str, sep: str) -> pd.DataFrame:
     # Everything is read as text, and only empty cells are missing: pandas' defaults would turn
     # answers such as "NA", "None" or "null" into NaN, and "007" into 7.
+    check_unique_header(path, sep)
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
 
 
@@ -35,14 +37,14 @@ def _read_json(path: str) -> pd.DataFrame:
     try:
         return pd.read_json(path, orient="records", dtype=False)
     except ValueError:
-        return pd.read_json(path, lines=True, dtype=False)
+        return read_json_lines(path)
 
 
 READERS: Dict[str, Callable[[str], pd.DataFrame]] = {
     ".csv": lambda path: _read_delimited(path, ","),
     ".tsv": lambda path: _read_delimited(path, "\t"),
     ".json": _read_json,
-    ".jsonl": lambda path: pd.read_json(path, lines=True, dtype=False),
+    ".jsonl": read_json_lines,
     ".parquet": pd.read_parquet,
 }
 FORMAT_NAMES = {".csv": "CSV", ".tsv": "TSV", ".json": "JSON", ".jsonl": "JSON Lines", ".parquet": "Parquet"}
@@ -79,6 +81,10 @@ def load_table(source: Source, *, what: str = "dataset") -> pd.DataFrame:
         else:
             name = f"{what} '{path}' (Hugging Face dataset id)"
             df = _load_hub_dataset(path, name)
+    try:
+        check_unique_columns(df)
+    except TableFormatError as error:
+        raise UserError(f"{name}: {error}") from None
     if len(df.columns) == 0 or len(df) == 0:
         raise UserError(f"{name} is empty: it has no rows{'' if len(df.columns) else ' and no columns'}.")
     return df.reset_index(drop=True)
@@ -103,6 +109,8 @@ def _load_file(path: str, name: str) -> pd.DataFrame:
         raise UserError(f"{name}: unknown file type '{extension or '(no extension)'}'; supported: {supported_formats()}.")
     try:
         return reader(path)
+    except TableFormatError as error:
+        raise UserError(f"{name}: unreadable file, not valid {FORMAT_NAMES[extension]}: {error}") from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{name} is empty: it has no rows and no columns.") from None
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, ImportError) as error:

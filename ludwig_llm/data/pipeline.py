@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import pandas as pd
 
 from ludwig_llm.data import cache as encoded_cache
+from ludwig_llm.data import rows as input_rows
 from ludwig_llm.data.load import Source, data_fingerprint, load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, model_input_text, prompt_texts
 from ludwig_llm.data.split import Splits, sample_table, split_table, splits_from_sets
@@ -130,10 +131,16 @@ def prepare_data(
     sources = _load_sources(dataset, training_set, validation_set, test_set)
     renderer = PromptRenderer(config)
     target_column = config.output_feature.column_name()
+    input_column, drop_empty = config.input_feature.column_name(), config.preprocessing.empty_inputs == input_rows.DROP
     for _, name, df in sources:
         _check_table(df, name, renderer, target_column)
+        if not drop_empty:
+            input_rows.refuse_empty_inputs(df, name, input_column)
 
     splits = _split(sources, config.preprocessing)
+    dropped: Dict[str, int] = {}
+    if drop_empty:
+        splits, dropped = input_rows.drop_empty_inputs(splits, input_column)
     if len(splits.train) == 0:
         raise UserError(
             f"the training split is empty ({len(splits.validation)} validation and {len(splits.test)} test rows): "
@@ -159,7 +166,8 @@ def prepare_data(
     if caching:
         cache_path = encoded_cache.entry_path(key) if cache_hit else encoded_cache.save_encoded(key, encoded)
 
-    stats = {name: {**rows.stats.to_dict(), "cache_hit": cache_hit} for name, rows in encoded.items()}
+    stats = {name: {**encoded_rows.stats.to_dict(), "cache_hit": cache_hit, **({input_rows.DROPPED_STAT: dropped[name]} if drop_empty else {})}
+             for name, encoded_rows in encoded.items()}
     prepared = PreparedData(
         splits=splits, train=encoded["train"], validation=encoded["validation"], test=encoded["test"],
         stats=stats, fingerprint=fingerprint, cache_hit=cache_hit, cache_path=cache_path, retriever=retriever,

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from ludwig_llm.data import rows as input_rows
 from ludwig_llm.data.load import load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, prompt_texts
 from ludwig_llm.data.split import sample_table, split_table
@@ -24,6 +25,7 @@ from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
 from ludwig_llm.metrics.text import generation_metrics
 from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS
+from ludwig_llm.results import write_file_atomically
 
 # The --split choices, by the attribute of data.split's Splits that holds those rows.
 SPLIT_CHOICES = {"training": "train", "validation": "validation", "test": "test"}
@@ -43,6 +45,8 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
         df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:
             raise UserError(f"the {split} split of {name} is empty (see preprocessing.split); use another --split.")
+    if config.preprocessing.empty_inputs == input_rows.ERROR:
+        input_rows.refuse_empty_inputs(df, name, config.input_feature.column_name())
     if need_targets:
         targets_of(config, df, where=name, manifest=manifest)
     return df
@@ -177,5 +181,6 @@ def _majority_baseline(manifest, targets) -> dict:
 
 def write_predictions(predictions, directory: str) -> None:
     os.makedirs(directory, exist_ok=True)
-    predictions.to_parquet(os.path.join(directory, "predictions.parquet"), index=False)
-    predictions.to_csv(os.path.join(directory, "predictions.csv"), index=False)
+    # Each file under its final name is complete: a killed predict leaves no truncated file that looks whole.
+    write_file_atomically(os.path.join(directory, "predictions.parquet"), lambda tmp: predictions.to_parquet(tmp, index=False))
+    write_file_atomically(os.path.join(directory, "predictions.csv"), lambda tmp: predictions.to_csv(tmp, index=False))

@@ -19,10 +19,11 @@ from ludwig_llm.data.retrieval import RETRIEVAL_DIR, load_retriever
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.adapters import merge_and_save
 from ludwig_llm.models.build import build_llm
+from ludwig_llm.models.integrity import verify_model_files, weight_checksums
 from ludwig_llm.models.loader import load_tokenizer
 from ludwig_llm.models.resolve import resolve_base_model
 from ludwig_llm.models.card import write_model_card
-from ludwig_llm.results import read_json, write_json
+from ludwig_llm.results import read_json, write_json, write_text_atomically
 from ludwig_llm.schema import load_config
 
 CONFIG_FILE = "ludwig_llm_config.yaml"
@@ -42,6 +43,7 @@ class Manifest:
     merged: bool = False
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
+    checksums: dict = field(default_factory=dict)  # {weights file: sha256}, verified at load
 
 
 def save_model_directory(directory: str, *, config, model, tokenizer, base_model_path: str, weights: str,
@@ -55,12 +57,11 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     tokenizer.save_pretrained(directory)
     if retriever is not None:
         retriever.save(os.path.join(directory, RETRIEVAL_DIR))
-    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    write_text_atomically(os.path.join(directory, CONFIG_FILE), yaml.safe_dump(config.to_dict(), sort_keys=False))
     if merge and weights == "adapter":
         merge_and_save(getattr(model, "module", model), os.path.join(directory, MERGED_DIR), quantized=quantized, tokenizer=tokenizer)
     manifest = Manifest(weights=weights, base_model=base_model_path, labels=labels, has_retrieval=retriever is not None,
-                        merged=merge and weights == "adapter", extra=dict(extra or {}))
+                        merged=merge and weights == "adapter", extra=dict(extra or {}), checksums=weight_checksums(directory))
     write_json(os.path.join(directory, MANIFEST_FILE), manifest.__dict__)
     write_model_card(directory, config.to_dict(), manifest.__dict__)  # replaces peft's empty template
 
@@ -73,11 +74,27 @@ def read_model_directory(directory: str):
     if not os.path.isfile(manifest_path):
         hint = " (did you mean its model/ subdirectory?)" if os.path.isfile(os.path.join(directory, "model", MANIFEST_FILE)) else ""
         raise UserError(f"--model_path {directory} is not a ludwig_llm model: it has no {MANIFEST_FILE}{hint}.")
-    data = read_json(manifest_path)
-    if data.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{directory} was saved in model format {data.get('format_version')}; this version reads {FORMAT_VERSION}.")
+    manifest = _read_manifest(manifest_path)
+    if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        raise UserError(f"{os.path.join(directory, CONFIG_FILE)} is missing: the model directory is incomplete; copy it again or save it again.")
     config = load_config(os.path.join(directory, CONFIG_FILE))
-    return config, Manifest(**data)
+    return config, manifest
+
+
+def _read_manifest(path: str) -> Manifest:
+    try:
+        data = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is corrupt (not valid JSON: {str(error).splitlines()[0]}); copy the model directory "
+                        "again, or save it again (`train --resume <run>` rebuilds it from the last checkpoint).") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is corrupt: it holds {type(data).__name__}, not a manifest object.")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{os.path.dirname(path)} was saved in model format {data.get('format_version')}; this version reads {FORMAT_VERSION}.")
+    try:
+        return Manifest(**data)
+    except TypeError as error:
+        raise UserError(f"{path} is corrupt: {error}.") from None
 
 
 def load_model_directory(directory: str, padding_side: str = "left"):
@@ -87,6 +104,7 @@ def load_model_directory(directory: str, padding_side: str = "left"):
 
 
 def _build_saved(directory: str, config, manifest: Manifest, padding_side: str):
+    verify_model_files(directory, manifest.weights, manifest.checksums)
     if manifest.weights == "full":
         return build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
     base = _base_model_path(config.base_model, manifest.base_model)

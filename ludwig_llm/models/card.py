@@ -14,6 +14,8 @@ from typing import Any, Dict, Optional
 
 import yaml
 
+from ludwig_llm.results import write_text_atomically
+
 CARD_FILE = "README.md"
 _TRAINING_KEYS = ("type", "epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
                   "learning_rate_scheduler", "optimizer", "precision", "seed")
@@ -24,8 +26,7 @@ def write_model_card(directory: str, config: Dict[str, Any], manifest: Dict[str,
                      data_fingerprint: Optional[str] = None, test_statistics: Optional[Dict[str, Any]] = None) -> str:
     """Write ``directory``/README.md from the config and manifest (as dicts); returns its path."""
     path = os.path.join(directory, CARD_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render_model_card(config, manifest, data_fingerprint=data_fingerprint, test_statistics=test_statistics))
+    write_text_atomically(path, render_model_card(config, manifest, data_fingerprint=data_fingerprint, test_statistics=test_statistics))
     return path
 
 

@@ -6,6 +6,7 @@ model directory or a Hugging Face Hub id.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -83,6 +84,20 @@ def check_remote_code(path: str, trust_remote_code: bool) -> None:
     )
 
 
+@contextlib.contextmanager
+def hub_errors(path: str):
+    """A Hub id that cannot be fetched (offline, unreachable, unknown) becomes one message saying what to do."""
+    try:
+        yield
+    except OSError as error:
+        if os.path.exists(path):
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        why = "HF_HUB_OFFLINE is on and it is not in the local cache" if offline else "the Hugging Face hub cannot be reached or has no such model"
+        raise UserError(f"base_model {path}: cannot be loaded: {why}. Turn HF_HUB_OFFLINE off (unset it) on a machine with "
+                        "network access, or give a local model directory or .gguf file as base_model.") from None
+
+
 # ---------------------------------------------------------------- tokenizer
 
 
@@ -94,7 +109,8 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     check_remote_code(path, trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(path, token=hf_token(), trust_remote_code=trust_remote_code)
+    with hub_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(path, token=hf_token(), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         # Reusing an existing token avoids resizing the model's embeddings;
         # padded positions are masked out anyway.
@@ -166,7 +182,8 @@ def _scaled(current: dict | None, scaling: dict) -> dict:
 
 def load_config(path: str, trust_remote_code: bool = False, rope_scaling: dict | None = None):
     check_remote_code(path, trust_remote_code)
-    config = AutoConfig.from_pretrained(path, token=hf_token(), trust_remote_code=trust_remote_code)
+    with hub_errors(path):
+        config = AutoConfig.from_pretrained(path, token=hf_token(), trust_remote_code=trust_remote_code)
     if rope_scaling:
         apply_rope_scaling(config, rope_scaling)
     return config

@@ -69,4 +69,10 @@ class PreprocessingConfig(BaseConfig):
     )
     sample_ratio: float = option(1.0, "Fraction of the dataset's rows used, sampled with `split_seed`.", min=0.0, max=1.0, min_inclusive=False, impact=Impact.LOW)
     sample_size: Optional[int] = option(None, "Exact number of rows used; when set, replaces `sample_ratio`.", min=1, impact=Impact.LOW)
+    empty_inputs: str = option(
+        "error", "Rows whose input feature is empty or missing: `error` refuses the dataset, naming the count and the first rows; "
+        "`drop` leaves them out of training (counted as `dropped_empty_input_rows` in the statistics) and gives them an empty "
+        "prediction flagged in a `<output>_empty_input` column.",
+        choices=["error", "drop"], impact=Impact.MEDIUM,
+    )
     cache: bool = option(True, "Cache the tokenized dataset and reuse it while the data, tokenizer and this section are unchanged.", impact=Impact.LOW)

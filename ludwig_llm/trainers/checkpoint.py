@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ludwig_llm.results import write_file_atomically
+
 WEIGHTS_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
@@ -53,7 +55,7 @@ class Checkpoint:
 
 
 def save_weights(weights: dict, path: str) -> None:
-    save_file(weights, path)
+    write_file_atomically(path, lambda tmp: save_file(weights, tmp))
 
 
 def load_weights(path: str) -> dict:

@@ -176,25 +176,25 @@ class FineTuneRecipe:
     def train(self) -> None:
         state, trainer = self.state, self.trainer
         self.started = time.time()
-        progress = tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step", disable=not self.session.is_main)
-        self.model.train()
-        while state.step < self.total_steps and not self.stopped_early:
-            epoch_batches = global_batches(self.lengths, trainer.batch_size, trainer.seed, state.epoch, trainer.group_by_length)
-            steps_left = optimizer_steps(epoch_batches[state.micro_batches_done_in_epoch :], trainer.gradient_accumulation_steps)
-            for micro_batches in steps_left[: self.total_steps - state.step]:
-                loss = self.train_step(micro_batches)
-                self._log(loss, progress)
-                state.micro_batches_done_in_epoch += len(micro_batches)
-                end_of_epoch = state.micro_batches_done_in_epoch == len(epoch_batches)
-                if end_of_epoch:
-                    state.epoch, state.micro_batches_done_in_epoch = state.epoch + 1, 0
-                if self._evaluation_due(end_of_epoch):
-                    self.stopped_early = self._evaluate()
-                if self._checkpoint_due(end_of_epoch):
-                    self._save_checkpoint()
-                if self.stopped_early:
-                    break
-        progress.close()
+        # closed on an error too, so the error message starts on its own line
+        with tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step", disable=not self.session.is_main) as progress:
+            self.model.train()
+            while state.step < self.total_steps and not self.stopped_early:
+                epoch_batches = global_batches(self.lengths, trainer.batch_size, trainer.seed, state.epoch, trainer.group_by_length)
+                steps_left = optimizer_steps(epoch_batches[state.micro_batches_done_in_epoch :], trainer.gradient_accumulation_steps)
+                for micro_batches in steps_left[: self.total_steps - state.step]:
+                    loss = self.train_step(micro_batches)
+                    self._log(loss, progress)
+                    state.micro_batches_done_in_epoch += len(micro_batches)
+                    end_of_epoch = state.micro_batches_done_in_epoch == len(epoch_batches)
+                    if end_of_epoch:
+                        state.epoch, state.micro_batches_done_in_epoch = state.epoch + 1, 0
+                    if self._evaluation_due(end_of_epoch):
+                        self.stopped_early = self._evaluate()
+                    if self._checkpoint_due(end_of_epoch):
+                        self._save_checkpoint()
+                    if self.stopped_early:
+                        break
 
     def train_step(self, micro_batches: List[List[int]]) -> float:
         """One optimizer step over its micro-batches (global row indices); returns the step's loss.

@@ -11,7 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR, checkpoint_name, prune_checkpoints, write_directory_atomically
+from ludwig_llm.results import (CHECKPOINTS_DIR, MODEL_DIR, RUN_CHECKPOINTED, checkpoint_kept, checkpoint_name, mark_run_state,
+                                model_kept, prune_checkpoints, write_directory_atomically)
 
 
 class WorkerSession:
@@ -50,11 +51,12 @@ class LocalSession(WorkerSession):
 
     def save_checkpoint(self, write, step, metrics) -> None:
         root = os.path.join(self.run_directory, CHECKPOINTS_DIR)
-        write_directory_atomically(os.path.join(root, checkpoint_name(step)), write)
+        write_directory_atomically(os.path.join(root, checkpoint_name(step)), write, kept=checkpoint_kept(root))
         prune_checkpoints(root, self.checkpoints_to_keep)
+        mark_run_state(self.run_directory, RUN_CHECKPOINTED, checkpoint=checkpoint_name(step))
 
     def latest_checkpoint(self) -> Optional[str]:
         return self.resume_from
 
     def save_model(self, write, metrics) -> None:
-        write_directory_atomically(os.path.join(self.run_directory, MODEL_DIR), write)
+        write_directory_atomically(os.path.join(self.run_directory, MODEL_DIR), write, kept=model_kept(self.run_directory))

@@ -1,0 +1,65 @@
+"""Rows whose input is empty or missing: refused with their count and first row numbers, or dropped and counted.
+
+A row with no input text trains the model to answer an empty prompt and, at prediction, generates from
+one; both are silent mistakes, so the default is an error and `preprocessing.empty_inputs: drop` is the
+explicit way out.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+import pandas as pd
+
+from ludwig_llm.data.prompt import cell_text
+from ludwig_llm.data.split import Splits
+from ludwig_llm.errors import UserError
+
+ERROR, DROP = "error", "drop"
+MODES = (ERROR, DROP)
+SHOWN_ROWS = 5
+DROPPED_STAT = "dropped_empty_input_rows"
+FLAG_SUFFIX = "_empty_input"  # prediction column flagging rows predicted as empty because their input was
+
+
+def empty_input_mask(df: pd.DataFrame, column: str) -> np.ndarray:
+    """True where the input cell is missing (NaN/None, or an absent JSON key) or only whitespace."""
+    return np.array([not cell_text(value).strip() for value in df[column].tolist()], dtype=bool)
+
+
+def describe_rows(mask: np.ndarray) -> str:
+    positions = np.flatnonzero(mask)
+    shown = ", ".join(str(int(p)) for p in positions[:SHOWN_ROWS])
+    more = f" and {len(positions) - SHOWN_ROWS} more" if len(positions) > SHOWN_ROWS else ""
+    return f"{len(positions)} row(s): {shown}{more} (counting from 0)"
+
+
+def refuse_empty_inputs(df: pd.DataFrame, name: str, column: str) -> None:
+    """UserError when any row of `df` has an empty input, naming `name`, the column, the count and the first rows."""
+    mask = empty_input_mask(df, column)
+    if mask.any():
+        raise UserError(f"{name}: column '{column}' (the input feature) is empty or missing in {describe_rows(mask)}; "
+                        f"fill or remove those rows, or set preprocessing.empty_inputs: {DROP} to leave them out.")
+
+
+def drop_empty_inputs(splits: Splits, column: str) -> Tuple[Splits, Dict[str, int]]:
+    """The splits without rows of empty input, and how many each split lost."""
+    kept, dropped = {}, {}
+    for split, df in splits.items():
+        mask = empty_input_mask(df, column)
+        kept[split] = df[~mask].reset_index(drop=True)
+        dropped[split] = int(mask.sum())
+    return Splits(kept["train"], kept["validation"], kept["test"]), dropped
+
+
+def with_flagged_empty(kept: pd.DataFrame, mask: np.ndarray, flag_column: str) -> pd.DataFrame:
+    """Predictions for every row: `kept` (those of the rows where `mask` is False, in order) with an empty
+    prediction (empty text, missing numbers) at the rows of empty input, and `flag_column` True there."""
+    kept = kept.set_axis(np.flatnonzero(~mask), axis=0)
+    full = kept.reindex(range(len(mask)))
+    for column in full.columns:
+        if len(kept) == 0 or not pd.api.types.is_numeric_dtype(kept[column]):  # text: empty; numbers stay missing
+            full[column] = full[column].astype(object).where(~mask, "")
+    full[flag_column] = mask
+    return full
