@@ -51,8 +51,13 @@ def _targets(config, df, *, where: str = "dataset", manifest=None) -> list:
     """The output feature's targets as text; a UserError for a missing column, empty cells or (given the manifest) unknown labels."""
     from ludwig_llm.data.prompt import cell_text
 
+    from ludwig_llm.data.formats import structured_format
+
     feature = config.output_feature
     column = feature.column_name()
+    structured = structured_format(config)
+    if structured is not None and feature.type == "text":  # the output column, else the answer the input cell ends with
+        return structured.targets(df, where)
     if column not in df.columns:
         raise UserError(f"cannot evaluate: {where} has no column '{column}' (output feature '{feature.name}'); "
                         f"its columns are: {', '.join(map(str, df.columns))}.")
@@ -74,8 +79,14 @@ def _model_inputs(config, built, df, retriever):
     from ludwig_llm.data.prompt import PromptRenderer, prompt_texts
     from ludwig_llm.data.tokenize import encode_prompts
 
+    from ludwig_llm.data.formats import structured_format
+
     if len(df) == 0:
         raise UserError("the dataset to predict has no rows.")
+    structured = structured_format(config, built.tokenizer)
+    if structured is not None:  # structured inputs have no prompt text: the rows stand in for it (see _text_statistics)
+        structured.check_columns(df, "dataset")
+        return df, structured.encode_prompts(df)
     PromptRenderer(config, retriever=retriever).check_columns(df, where="dataset")
     prompts = prompt_texts(df, built.tokenizer, config, retriever=retriever)
     return prompts, encode_prompts(prompts, built.tokenizer, config)
@@ -115,9 +126,14 @@ def _predict_from_ids(config, manifest, built, prompt_ids, batch_size, model_dir
         for j, label in enumerate(labels):
             columns[f"{feature.name}_probabilities_{label}"] = probabilities[:, j]
         return pd.DataFrame(columns)
+    from ludwig_llm.data.formats import structured_format
     from ludwig_llm.inference.generation import generate
 
-    texts = generate(built.model, built.tokenizer, prompt_ids, config.generation, batch_size=batch_size, progress=progress)
+    structured = structured_format(config, built.tokenizer)  # chat: stop at the template's end-of-turn marker
+    generation = structured.generation_config(config.generation) if structured else config.generation
+    stop_ids = structured.stop_token_ids() if structured else []
+    texts = generate(built.model, built.tokenizer, prompt_ids, generation, batch_size=batch_size, progress=progress,
+                     stop_token_ids=stop_ids)
     return pd.DataFrame({f"{feature.name}_response": texts})
 
 
@@ -171,7 +187,13 @@ def _text_statistics(config, built, prompts, targets, generated, batch_size) -> 
     from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
     from ludwig_llm.metrics.text import generation_metrics
 
-    encoded = encode_for_training(prompts, targets, built.tokenizer, config)
+    from ludwig_llm.data.formats import structured_format
+
+    structured = structured_format(config, built.tokenizer)
+    if structured is not None:  # `prompts` is the table of rows here (see _model_inputs)
+        encoded = structured.encode_for_evaluation(prompts)
+    else:
+        encoded = encode_for_training(prompts, targets, built.tokenizer, config)
     device = next(built.model.parameters()).device
     statistics = teacher_forced_metrics(built.model, list(encoded.examples), batch_size=batch_size,
                                         collate=PaddingCollator(built.tokenizer.pad_token_id), device=device)
