@@ -80,7 +80,7 @@ class InputOutputInputFeatureConfig(BaseFeatureConfig):
 @cross_field_check
 def structured_inputs_take_no_prompt_template(config) -> Iterator[ConfigIssue]:
     for i, feature in enumerate(config.input_features):
-        if feature.type == "text":
+        if feature.type == "text" or not getattr(type(feature), "implementation", None):
             continue
         if config.prompt.template is not None:
             yield ConfigIssue("prompt.template", f"input feature '{feature.name}' is of type '{feature.type}', which renders "
