@@ -45,9 +45,9 @@ class ChatMLTemplate(ChatTemplate):
     end_of_turn = "<|im_end|>"
     template = (
         "{% for message in messages %}"
-        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 
 
@@ -60,10 +60,10 @@ class QwenTemplate(ChatTemplate):
     template = (
         "{% for message in messages %}"
         "{% if loop.first and message['role'] != 'system' %}"
-        "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+        "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 
 
@@ -76,9 +76,9 @@ class Llama3Template(ChatTemplate):
     template = (
         "{% if bos_token %}{{ bos_token }}{% endif %}"
         "{% for message in messages %}"
-        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
+        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
     )
 
 
@@ -94,7 +94,7 @@ class MistralTemplate(ChatTemplate):
         "{% for message in messages %}" + _roles_alternate(system_allowed=False) +
         "{% if message['role'] == 'user' %}"
         "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}"
-        "{{ '[INST] ' + messages[0]['content'] + '\n\n' + message['content'] + ' [/INST]' }}"
+        "{{ '[INST] ' + messages[0]['content'] + '\\n\\n' + message['content'] + ' [/INST]' }}"
         "{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
         "{% elif message['role'] == 'assistant' %}{{ message['content'] + '</s>' }}{% endif %}"
         "{% endfor %}"
@@ -112,11 +112,11 @@ class GemmaTemplate(ChatTemplate):
         "{% if bos_token %}{{ bos_token }}{% endif %}"
         "{% for message in messages %}" + _roles_alternate(system_allowed=False) +
         "{% if message['role'] != 'system' %}"
-        "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\n' }}"
-        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{% endif %}"
-        "{{ message['content'] + '<end_of_turn>\n' }}{% endif %}"
+        "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\\n' }}"
+        "{% if loop.index0 == 1 and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+        "{{ message['content'] + '<end_of_turn>\\n' }}{% endif %}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
     )
 
 
@@ -128,9 +128,9 @@ class Phi3Template(ChatTemplate):
     end_of_turn = "<|end|>"
     template = (
         "{% for message in messages %}"
-        "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+        "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
         "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
     )
 
 
