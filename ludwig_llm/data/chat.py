@@ -5,7 +5,9 @@ is a prefix of the text of k+1 turns for every registered template and for ChatM
 templates), so it is exact for any such template without `{% generation %}` markers: each turn's
 text is the difference of two renders, and within an assistant turn the loss covers its content
 and everything up to the end-of-turn marker (the turn's text after the content, whitespace
-trimmed), never the role header before it or the newline after it.
+trimmed), never the role header before it or the newline after it. A template that does not
+render turn by turn but marks assistant text with `{% generation %}` gets the spans it marks
+(transformers' assistant mask); any other such template is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from jinja2.exceptions import TemplateError
+from transformers.utils.chat_template_utils import render_jinja_template
 
 from ludwig_llm.data.formats import Piece, RowError, StructuredFormat, cell_is_missing, json_list, with_stop_strings
 from ludwig_llm.errors import UserError
@@ -21,6 +24,10 @@ from ludwig_llm.schema.registry import chat_template_registry
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 _PROBE = "\u2063PROBE\u2063"  # text no template changes, to find what a template puts after an assistant turn's content
+
+
+class _NotIncremental(Exception):
+    """The template's text of k turns is not a prefix of its text of k+1 turns."""
 
 
 def parse_turns(value: Any, column: str) -> List[Dict[str, str]]:
@@ -129,6 +136,36 @@ class ChatFormat(StructuredFormat):
 
     def turn_pieces(self, turns: List[Dict[str, str]], generation_prompt: bool) -> List[Piece]:
         """Pieces of the rendered conversation; assistant turns carry loss on content + end-of-turn marker."""
+        try:
+            return self._incremental_pieces(turns, generation_prompt)
+        except _NotIncremental:
+            if "{% generation %}" not in self.template and "{%- generation %}" not in self.template:
+                raise RowError(f"column '{self.column}': the chat template does not render the conversation turn by turn "
+                               "(an earlier turn's text changes when a turn is added) and marks no {% generation %} blocks, "
+                               "so the loss mask cannot be found; set prompt.chat_template to a registered template.") from None
+            return self._generation_block_pieces(turns, generation_prompt)
+
+    def _generation_block_pieces(self, turns: List[Dict[str, str]], generation_prompt: bool) -> List[Piece]:
+        """Pieces from the character spans a template marks with `{% generation %}` (transformers' assistant mask)."""
+        try:
+            rendered, spans = render_jinja_template([turns], chat_template=self.template, return_assistant_tokens_mask=True,
+                                                    add_generation_prompt=generation_prompt, **self.tokenizer.special_tokens_map)
+        except TemplateError as error:
+            raise RowError(f"column '{self.column}': the chat template cannot render this conversation: {error}") from None
+        text, pieces, position = rendered[0], [], 0
+        marked = sorted(spans[0])
+        if self.last_turn_only:
+            marked = marked[-1:]
+        for start, end in marked:
+            if start > position:
+                pieces.append(Piece(text[position:start], False, "template"))
+            pieces.append(Piece(text[start:end], True, "assistant"))
+            position = end
+        if position < len(text):
+            pieces.append(Piece(text[position:], False, "template"))
+        return pieces
+
+    def _incremental_pieces(self, turns: List[Dict[str, str]], generation_prompt: bool) -> List[Piece]:
         last_assistant = max((i for i, t in enumerate(turns) if t["role"] == "assistant"), default=-1)
         pieces: List[Piece] = []
         rendered = self.render([])
@@ -137,9 +174,7 @@ class ChatFormat(StructuredFormat):
         for index, turn in enumerate(turns):
             following = self.render(turns[:index + 1])
             if not following.startswith(rendered):
-                raise RowError(f"column '{self.column}': the chat template does not render the conversation turn by turn "
-                               "(an earlier turn's text changes when a turn is added), so the loss mask cannot be found; "
-                               "set prompt.chat_template to a registered template.")
+                raise _NotIncremental()
             text = following[len(rendered):]
             if turn["role"] == "assistant":
                 pieces += self._assistant_pieces(turns[:index], text, turn["content"], index == last_assistant or not self.last_turn_only)

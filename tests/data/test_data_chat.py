@@ -168,3 +168,25 @@ def test_output_column_is_the_final_assistant_turn_and_task_becomes_system(tiny_
     ids, labels, *_ = fmt._encode_training_row(row, "train", 0)
     assert tiny_tokenizer.decode(ids) == "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n"
     assert tiny_tokenizer.decode([t for t, l in zip(ids, labels) if l != IGNORE_INDEX]) == "hello<|im_end|>"
+
+
+# Not incremental: the last turn is rendered differently from earlier ones; assistant text is marked for the mask.
+GENERATION_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ 'A' + ('!' if loop.last else '') + ': ' }}"
+    "{% generation %}{{ message['content'] + ' <end>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ 'U: ' + message['content'] + '\\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'A: ' }}{% endif %}"
+)
+
+
+def test_a_template_that_is_not_incremental_uses_its_generation_blocks(tiny_tokenizer):
+    import copy
+
+    tokenizer = copy.copy(tiny_tokenizer)
+    tokenizer.chat_template = GENERATION_TEMPLATE
+    fmt = ChatFormat(chat_config(), tokenizer)
+    assert loss_texts(fmt, CONVERSATION[1:]) == ["It is 4. <end>", "Your name is Ada. <end>"]
+    tokenizer.chat_template = GENERATION_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    with pytest.raises(RowError, match=r"does not render the conversation turn by turn .* marks no \{% generation %\} blocks"):
+        ChatFormat(chat_config(), tokenizer).pieces({"messages": CONVERSATION[1:]}, None, for_generation=False)
