@@ -11,6 +11,7 @@ on the pieces that carry loss.
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -36,6 +37,15 @@ class Piece:
 
 class RowError(ValueError):
     """A problem with one row's cell; the caller adds where it is (dataset, row, column)."""
+
+
+@contextmanager
+def row_errors(where: str, position: int):
+    """Turns a RowError into a UserError naming the table and the row."""
+    try:
+        yield
+    except RowError as error:
+        raise UserError(f"{where}, row {position} (counting from 0), {error}") from None
 
 
 def structured_format(config, tokenizer=None) -> Optional["StructuredFormat"]:
@@ -106,9 +116,6 @@ class StructuredFormat:
 
     # --- shared machinery ----------------------------------------------------------------------
 
-    def required_columns(self) -> List[str]:
-        return [self.column]
-
     def check_columns(self, df: pd.DataFrame, where: str) -> None:
         if self.column not in df.columns:
             raise UserError(f"{where} has no column '{self.column}' (the input feature's column); "
@@ -118,25 +125,8 @@ class StructuredFormat:
         """Check every row of a source table; the error names the table, row and column."""
         self.check_columns(df, where)
         for position, row in enumerate(df.to_dict("records")):
-            with self._at(where, position):
+            with row_errors(where, position):
                 self.check_row(row, training=training)
-
-    class _at:
-        """Context that turns a RowError into a UserError naming the table and row."""
-
-        def __init__(self, where: str, position: int):
-            self.where, self.position = where, position
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, kind, error, traceback):
-            if isinstance(error, RowError):
-                raise UserError(f"{self.where}, row {self.position} (counting from 0), {error}") from None
-            return False
-
-    def _row_error(self, message: str, column: Optional[str] = None) -> RowError:
-        return RowError(f"column '{column or self.column}': {message}")
 
     def target_of(self, row) -> Optional[str]:
         """The answer to train on or compare with: the output column's text, else the one in the input cell."""
@@ -183,7 +173,7 @@ class StructuredFormat:
         return min(limits) if limits else None
 
     def _encode_training_row(self, row, split: str, position: int):
-        with self._at(f"{split} split", position):
+        with row_errors(f"{split} split", position):
             self.check_row(row, training=True)
             target = self.target_of(row) if self.has_output_column(row) else None
             return self._fit(lambda drop: self.pieces(row, target, for_generation=False, drop=drop), self._limit(False))
@@ -220,7 +210,7 @@ class StructuredFormat:
         """Token ids to generate from, one list per row: the row's prompt, with any answer it carries left out."""
         prompts = []
         for position, row in enumerate(df.to_dict("records")):
-            with self._at("dataset", position):
+            with row_errors("dataset", position):
                 self.check_row(row, training=False)
                 prompt_row = self._generation_row(row)
                 ids, *_ = self._fit(lambda drop: self.pieces(prompt_row, None, for_generation=True, drop=drop), self._limit(True))
@@ -231,7 +221,7 @@ class StructuredFormat:
         """The reference answer of every row, for evaluation; a UserError names the first row without one."""
         targets = []
         for position, row in enumerate(df.to_dict("records")):
-            with self._at(where, position):
+            with row_errors(where, position):
                 target = self.target_of(row)
             if target is None:
                 raise UserError(f"cannot evaluate: {where}, row {position} (counting from 0) has no reference answer: neither "
