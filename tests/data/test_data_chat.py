@@ -190,3 +190,18 @@ def test_a_template_that_is_not_incremental_uses_its_generation_blocks(tiny_toke
     tokenizer.chat_template = GENERATION_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
     with pytest.raises(RowError, match=r"does not render the conversation turn by turn .* marks no \{% generation %\} blocks"):
         ChatFormat(chat_config(), tokenizer).pieces({"messages": CONVERSATION[1:]}, None, for_generation=False)
+
+
+def test_the_chat_example_configs_load_and_both_forms_hold_the_same_conversations():
+    import os
+
+    from ludwig_llm.data.load import load_table
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "chat")
+    openai_config = load_config(os.path.join(example, "config.yaml"))
+    sharegpt_config = load_config(os.path.join(example, "config_sharegpt.yaml"))
+    for split, rows in (("train", 120), ("test", 30)):
+        openai = load_table(os.path.join(example, f"{split}.jsonl"))[openai_config.input_feature.column_name()]
+        sharegpt = load_table(os.path.join(example, f"{split}_sharegpt.jsonl"))[sharegpt_config.input_feature.column_name()]
+        assert len(openai) == len(sharegpt) == rows
+        assert [parse_turns(cell, "messages") for cell in openai] == [parse_turns(cell, "conversations") for cell in sharegpt]
