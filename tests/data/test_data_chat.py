@@ -192,7 +192,7 @@ def test_a_template_that_is_not_incremental_uses_its_generation_blocks(tiny_toke
         ChatFormat(chat_config(), tokenizer).pieces({"messages": CONVERSATION[1:]}, None, for_generation=False)
 
 
-def test_the_chat_example_configs_load_and_both_forms_hold_the_same_conversations():
+def test_the_chat_example_configs_load_and_both_forms_hold_the_same_conversations(smollm2_tokenizer):
     import os
 
     from ludwig_llm.data.load import load_table
@@ -205,3 +205,8 @@ def test_the_chat_example_configs_load_and_both_forms_hold_the_same_conversation
         sharegpt = load_table(os.path.join(example, f"{split}_sharegpt.jsonl"))[sharegpt_config.input_feature.column_name()]
         assert len(openai) == len(sharegpt) == rows
         assert [parse_turns(cell, "messages") for cell in openai] == [parse_turns(cell, "conversations") for cell in sharegpt]
+    # so both forms train on exactly the same tokens and loss masks
+    train = {name: load_table(os.path.join(example, f"{name}.jsonl")) for name in ("train", "train_sharegpt")}
+    openai_rows = ChatFormat(openai_config, smollm2_tokenizer).encode_for_training(train["train"]).examples
+    sharegpt_rows = ChatFormat(sharegpt_config, smollm2_tokenizer).encode_for_training(train["train_sharegpt"]).examples
+    assert openai_rows == sharegpt_rows and len(openai_rows) == 120
