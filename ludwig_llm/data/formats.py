@@ -11,16 +11,16 @@ on the pieces that carry loss.
 from __future__ import annotations
 
 import importlib
-from contextlib import contextmanager
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
 from ludwig_llm.data.prompt import cell_text
-from ludwig_llm.data.tokenize import IGNORE_INDEX, EncodedRows, leading_special_ids
+from ludwig_llm.data.tokenize import IGNORE_INDEX, EncodedRows, _progress_bar, leading_special_ids
 from ludwig_llm.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -180,8 +180,6 @@ class StructuredFormat:
 
     def encode_for_training(self, df: pd.DataFrame, *, split: str = "train", progress: bool = False,
                             description: str = "tokenizing") -> EncodedRows:
-        from ludwig_llm.data.tokenize import _progress_bar
-
         result = EncodedRows()
         stats = result.stats
         bar = _progress_bar(len(df), description, progress)
