@@ -26,11 +26,11 @@ def example_conversations(count: int, seed: int):
 
 
 def config(trainer: dict) -> dict:
-    return {
+    adapter = {"adapter": "lora"} if trainer["type"] == "finetune" else {}
+    return {**adapter,
         "base_model": "smollm2-135m-instruct",
         "input_features": [{"name": "messages", "type": "chat"}],
         "output_features": [{"name": "reply", "type": "text"}],
-        "adapter": "lora",
         "trainer": trainer,
         "generation": {"max_new_tokens": 16},
     }
