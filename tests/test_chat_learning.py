@@ -26,14 +26,16 @@ def example_conversations(count: int, seed: int):
 
 
 def config(trainer: dict) -> dict:
-    adapter = {"adapter": "lora"} if trainer["type"] == "finetune" else {}
-    return {**adapter,
+    section = {
         "base_model": "smollm2-135m-instruct",
         "input_features": [{"name": "messages", "type": "chat"}],
         "output_features": [{"name": "reply", "type": "text"}],
         "trainer": trainer,
         "generation": {"max_new_tokens": 16},
     }
+    if trainer["type"] == "finetune":
+        section["adapter"] = "lora"  # default LoRA settings
+    return section
 
 
 @pytest.mark.slow
