@@ -23,6 +23,7 @@ from ludwig_llm.schema.prompt import PromptConfig, RetrievalConfig
 from ludwig_llm.schema.registry import (
     adapter_registry,
     backend_registry,
+    chat_template_registry,
     input_feature_registry,
     model_type_registry,
     output_feature_registry,
@@ -131,6 +132,15 @@ def get_input_feature_schema(type: str = "text"):
     return input_feature_registry.get(type)
 
 
+def get_input_feature_schemas() -> List[type]:
+    return [cls for _, cls in input_feature_registry.items()]
+
+
+def get_chat_templates() -> List[tuple]:
+    """(name, class) of each registered chat template (`prompt.chat_template`); a class carries its jinja2 template and end-of-turn marker."""
+    return chat_template_registry.items()
+
+
 def get_output_feature_schema(type: str = "text"):
     return output_feature_registry.get(type)
 
@@ -153,7 +163,7 @@ SECTION_GETTERS = [
     get_quantization_schema, get_quantization_schemas, get_rope_scaling_schema, get_rope_scaling_schemas,
     get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas,
     get_backend_schema, get_backend_schemas, get_strategy_schemas, get_input_feature_schema, get_output_feature_schema,
-    get_output_feature_schemas, get_preprocessing_schema, get_split_schemas,
+    get_output_feature_schemas, get_preprocessing_schema, get_split_schemas, get_input_feature_schemas, get_chat_templates,
 ]
 
 

@@ -15,12 +15,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from ludwig_llm import results
 from ludwig_llm.backends import create_backend
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
 from ludwig_llm.data.retrieval import build_retriever
 from ludwig_llm.errors import UserError
@@ -224,7 +226,7 @@ class LudwigLLM:
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split)
         if self.config.preprocessing.empty_inputs == input_rows.DROP:  # empty inputs get an empty, flagged prediction
-            empty = input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+            empty = self._empty_inputs(df)
             kept = self._backend.predict(loaded, df[~empty], batch_size=batch_size) if not empty.all() else pd.DataFrame()
             predictions = input_rows.with_flagged_empty(kept, empty, self.config.output_feature.name + input_rows.FLAG_SUFFIX)
         else:
@@ -235,12 +237,18 @@ class LudwigLLM:
             write_predictions(predictions, directory)
         return PredictResult(predictions, directory)
 
+    def _empty_inputs(self, df) -> np.ndarray:
+        """True for rows whose input cell is empty; conversations and presets check their own cells instead."""
+        if structured_format(self.config) is not None:
+            return np.zeros(len(df), dtype=bool)
+        return input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+
     def evaluate(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
                  split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:
         """Predictions plus metrics against the dataset's targets; writes test_statistics.json."""
         loaded = self._require_loaded()
         df = select_split(self.config, dataset, split, need_targets=True, manifest=loaded.manifest)
-        empty = input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+        empty = self._empty_inputs(df)
         predictions, statistics = self._backend.evaluate(loaded, df[~empty].reset_index(drop=True), batch_size=batch_size)
         if self.config.preprocessing.empty_inputs == input_rows.DROP:
             statistics[self.config.output_feature.name][input_rows.DROPPED_STAT] = int(empty.sum())

@@ -18,7 +18,8 @@ from ludwig_llm.results import write_text_atomically
 from ludwig_llm.schema import load_config
 from ludwig_llm.schema.json_schema import config_json_schema
 
-DATASET_HELP = "CSV, TSV, JSON, JSONL or Parquet file, a directory saved with datasets' save_to_disk, or a Hugging Face dataset id."
+DATASET_HELP = ("CSV, TSV, JSON, JSONL or Parquet file, a directory saved with datasets' save_to_disk, a Hugging Face dataset id, "
+                "or hf://<id or directory>?subset=<name>&split=<split>&data_files=<glob,...> (options of datasets.load_dataset).")
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:

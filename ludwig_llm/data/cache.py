@@ -15,6 +15,10 @@ import shutil
 import tempfile
 from typing import Dict, Optional
 
+import pyarrow as pa
+import tokenizers
+import transformers
+
 from ludwig_llm.data.split import SPLIT_NAMES
 from ludwig_llm.data.tokenize import EncodedRows, EncodingStats
 
@@ -51,17 +55,9 @@ def tokenizer_fingerprint(tokenizer) -> Dict[str, object]:
         "all": [str(t) for t in getattr(tokenizer, "all_special_tokens", [])],
         "ids": [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],
     }
-    import transformers
-
-    try:
-        import tokenizers
-
-        tokenizers_version = tokenizers.__version__
-    except ImportError:
-        tokenizers_version = None
     return {
         # library versions: an upgrade may tokenize the same files differently
-        "versions": [transformers.__version__, tokenizers_version],
+        "versions": [transformers.__version__, tokenizers.__version__],
         "class": type(tokenizer).__name__,
         "name_or_path": str(getattr(tokenizer, "name_or_path", "")),
         "size": len(tokenizer),
@@ -102,8 +98,6 @@ def load_encoded(key: str) -> Optional[Dict[str, EncodedRows]]:
     meta_path = os.path.join(path, "meta.json")
     if not os.path.exists(meta_path):
         return None
-    import pyarrow as pa
-
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -124,8 +118,6 @@ def load_encoded(key: str) -> Optional[Dict[str, EncodedRows]]:
 
 def save_encoded(key: str, splits: Dict[str, EncodedRows]) -> str:
     """Write the splits under ``key`` atomically; returns the entry's path."""
-    import pyarrow as pa
-
     final = entry_path(key)
     os.makedirs(os.path.dirname(final), exist_ok=True)
     if os.path.isdir(final) and load_encoded(key) is None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Union
 import datasets
 import pandas as pd
 
+from ludwig_llm.data.hub import is_hub_reference, load_hub_reference
 from ludwig_llm.data.strict_read import TableFormatError, check_unique_columns, check_unique_header, read_json_lines
 from ludwig_llm.errors import UserError
 
@@ -63,7 +64,8 @@ def load_table(source: Source, *, what: str = "dataset") -> pd.DataFrame:
     """The rows of ``source`` as a DataFrame (a DataFrame given is copied, never changed in place).
 
     ``source`` is a path to a CSV/TSV/JSON/JSONL/Parquet file, a directory written by
-    ``datasets``' ``save_to_disk``, a Hugging Face dataset id, or a DataFrame. ``what`` names the
+    ``datasets``' ``save_to_disk``, a Hugging Face dataset id, an ``hf://`` reference with
+    load_dataset options (see `data.hub`), or a DataFrame. ``what`` names the
     source in error messages (``"training set"`` ...).
     """
     if isinstance(source, pd.DataFrame):
@@ -72,7 +74,9 @@ def load_table(source: Source, *, what: str = "dataset") -> pd.DataFrame:
     else:
         path = os.fspath(source)
         name = f"{what} '{path}'"
-        if os.path.isdir(path):
+        if is_hub_reference(path):  # hf://<id or directory>?subset=...&split=...: datasets.load_dataset with options
+            df = _hf_to_pandas(load_hub_reference(path, name), name)
+        elif os.path.isdir(path):
             df = _load_saved_dataset(path, name)
         elif os.path.exists(path):
             df = _load_file(path, name)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ludwig_llm.data import cache as encoded_cache
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.load import Source, data_fingerprint, load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, model_input_text, prompt_texts
 from ludwig_llm.data.split import Splits, sample_table, split_table, splits_from_sets
@@ -102,7 +103,11 @@ def _fingerprint(sources: List[Tuple[str, str, pd.DataFrame]]) -> str:
 def _encode_splits(config, tokenizer, splits: Splits, retriever, progress: bool) -> Dict[str, EncodedRows]:
     target_column = config.output_feature.column_name()
     encoded = {}
+    structured = structured_format(config, tokenizer)
     for name, df in splits.items():
+        if structured is not None:  # chat and dataset presets build their own pieces and loss mask
+            encoded[name] = structured.encode_for_training(df, split=name, progress=progress, description=f"tokenizing {name}")
+            continue
         prompts = prompt_texts(df, tokenizer, config, retriever)
         targets = [cell_text(value) for value in df[target_column].tolist()]
         encoded[name] = encode_for_training(prompts, targets, tokenizer, config, progress=progress, description=f"tokenizing {name}")
@@ -131,11 +136,16 @@ def prepare_data(
     sources = _load_sources(dataset, training_set, validation_set, test_set)
     renderer = PromptRenderer(config)
     target_column = config.output_feature.column_name()
-    input_column, drop_empty = config.input_feature.column_name(), config.preprocessing.empty_inputs == input_rows.DROP
+    structured = structured_format(config, tokenizer)  # chat and instruction presets check their own cells
+    input_column = config.input_feature.column_name()
+    drop_empty = structured is None and config.preprocessing.empty_inputs == input_rows.DROP
     for _, name, df in sources:
-        _check_table(df, name, renderer, target_column)
-        if not drop_empty:
-            input_rows.refuse_empty_inputs(df, name, input_column)
+        if structured is not None:
+            structured.check_table(df, name, training=True)
+        else:
+            _check_table(df, name, renderer, target_column)
+            if not drop_empty:
+                input_rows.refuse_empty_inputs(df, name, input_column)
 
     splits = _split(sources, config.preprocessing)
     dropped: Dict[str, int] = {}
@@ -179,6 +189,10 @@ def prepare_data(
 
 def _warn_truncation(config, prepared: PreparedData) -> None:
     for name, stat in prepared.stats.items():
+        if stat.get("truncated_turn_rows"):
+            logger.warning("%s: %d of %d conversations lost their oldest turns to fit input_features[0].preprocessing.max_sequence_length (%s)%s.",
+                           name, stat["truncated_turn_rows"], stat["rows"], config.input_feature.preprocessing.max_sequence_length,
+                           _global_note(config))
         if stat["truncated_prompt_rows"]:
             logger.warning(
                 "%s: %d of %d prompts were cut from the left to fit input_features[0].preprocessing.max_sequence_length (%s)%s.",
@@ -205,8 +219,9 @@ def preprocess_summary(prepared: PreparedData) -> str:
         line = f"{name:<10} {stat['rows']:>8} rows"
         extras = [
             f"{stat[key]} {label}" for key, label in
-            (("truncated_prompt_rows", "prompts truncated"), ("truncated_target_rows", "targets truncated"), ("dropped_rows", "dropped"))
-            if stat[key]
+            (("truncated_prompt_rows", "prompts truncated"), ("truncated_target_rows", "targets truncated"),
+             ("truncated_turn_rows", "conversations lost their oldest turns"), ("dropped_rows", "dropped"))
+            if stat.get(key)
         ]
         lines.append(line + (f"  ({', '.join(extras)})" if extras else ""))
     if prepared.cache_path:
@@ -241,6 +256,10 @@ def debug_report(config, tokenizer, df: pd.DataFrame, rows: int = 3, retriever=N
     """For the first ``rows`` rows of ``df``: the prompt as the model reads it, the token ids, and each
     token with the ones that carry loss in [brackets]. Without the output column only the prompt is shown.
     """
+    structured = structured_format(config, tokenizer)
+    if structured is not None:  # chat and dataset presets: each turn or part with its role, tokens and loss
+        structured.check_columns(df, "dataset")
+        return structured.debug_report(df, rows)
     renderer = PromptRenderer(config, retriever)
     renderer.check_columns(df, "dataset")
     target_column = config.output_feature.column_name()

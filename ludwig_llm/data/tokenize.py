@@ -39,6 +39,7 @@ class EncodingStats:
     rows: int = 0
     truncated_prompt_rows: int = 0
     truncated_target_rows: int = 0
+    truncated_turn_rows: int = 0  # conversations that lost their oldest turns to fit (chat inputs)
     dropped_rows: int = 0  # rows left with no token carrying loss (e.g. no EOS token and an empty target)
 
     def to_dict(self) -> Dict[str, int]:

@@ -129,11 +129,13 @@ def generate(
     *,
     batch_size: int = 8,
     progress: bool = True,
+    stop_token_ids: Sequence[int] = (),
 ) -> List[str]:
     """Generate one cleaned completion per tokenized prompt, in the order given.
 
     ``model`` may be a plain transformers causal LM or a peft-wrapped one.
-    Prompts must already hold any special tokens (bos) the model expects.
+    Prompts must already hold any special tokens (bos) the model expects. ``stop_token_ids`` end generation
+    too, besides the end-of-sequence ids.
     """
     if not prompt_ids:
         return []
@@ -143,6 +145,10 @@ def generate(
     hf_config = build_generation_config(model, tokenizer, generation)
     pad_id = hf_config.pad_token_id
     eos_ids = eos_token_ids(model, tokenizer)
+    extra_stops = [int(i) for i in stop_token_ids if int(i) not in eos_ids]
+    if extra_stops:  # e.g. a chat template's end-of-turn token that is not the tokenizer's eos
+        eos_ids = eos_ids + extra_stops
+        hf_config.eos_token_id = eos_ids
     device = model_device(model)
     # transformers builds its stop-string criteria from the tokenizer's vocabulary.
     extra = {"tokenizer": tokenizer} if generation.stop_strings else {}

@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.load import load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, prompt_texts
 from ludwig_llm.data.split import sample_table, split_table
@@ -45,7 +46,7 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
         df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:
             raise UserError(f"the {split} split of {name} is empty (see preprocessing.split); use another --split.")
-    if config.preprocessing.empty_inputs == input_rows.ERROR:
+    if config.preprocessing.empty_inputs == input_rows.ERROR and structured_format(config) is None:
         input_rows.refuse_empty_inputs(df, name, config.input_feature.column_name())
     if need_targets:
         targets_of(config, df, where=name, manifest=manifest)
@@ -68,6 +69,9 @@ def targets_of(config, df, *, where: str = "dataset", manifest=None) -> list:
     """The output feature's targets as text; a UserError for a missing column, empty cells or (given the manifest) unknown labels."""
     feature = config.output_feature
     column = feature.column_name()
+    structured = structured_format(config)
+    if structured is not None and feature.type == "text":  # the output column, else the answer the input cell ends with
+        return structured.targets(df, where)
     if column not in df.columns:
         raise UserError(f"cannot evaluate: {where} has no column '{column}' (output feature '{feature.name}'); "
                         f"its columns are: {', '.join(map(str, df.columns))}.")
@@ -89,6 +93,10 @@ def model_inputs(config, tokenizer, df, retriever) -> Tuple[List[str], List[List
     """(prompt texts, prompt token ids) of every row, rendered and tokenized as in training."""
     if len(df) == 0:
         raise UserError("the dataset to predict has no rows.")
+    structured = structured_format(config, tokenizer)
+    if structured is not None:  # structured inputs have no prompt text: the rows stand in for it (see teacher_forcing_rows)
+        structured.check_columns(df, "dataset")
+        return df, structured.encode_prompts(df)
     PromptRenderer(config, retriever=retriever).check_columns(df, where="dataset")
     prompts = prompt_texts(df, tokenizer, config, retriever=retriever)
     return prompts, encode_prompts(prompts, tokenizer, config)
@@ -108,12 +116,19 @@ def predict_from_ids(config, manifest, built, prompt_ids, batch_size: int, progr
         for j, label in enumerate(labels):
             columns[f"{feature.name}_probabilities_{label}"] = probabilities[:, j]
         return pd.DataFrame(columns)
-    texts = generate(built.model, built.tokenizer, prompt_ids, config.generation, batch_size=batch_size, progress=progress)
+    structured = structured_format(config, built.tokenizer)  # chat: stop at the template's end-of-turn marker
+    generation = structured.generation_config(config.generation) if structured else config.generation
+    stop_ids = structured.stop_token_ids() if structured else []
+    texts = generate(built.model, built.tokenizer, prompt_ids, generation, batch_size=batch_size, progress=progress,
+                     stop_token_ids=stop_ids)
     return pd.DataFrame({f"{feature.name}_response": texts})
 
 
 def teacher_forcing_rows(config, tokenizer, prompts: Sequence[str], targets: Sequence[str]) -> List[dict]:
     """Prompt + target token rows with their loss labels, as the model was trained on them."""
+    structured = structured_format(config, tokenizer)
+    if structured is not None:  # `prompts` is the table of rows here (see model_inputs)
+        return list(structured.encode_for_evaluation(prompts).examples)
     return list(encode_for_training(prompts, targets, tokenizer, config).examples)
 
 

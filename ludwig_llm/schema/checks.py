@@ -81,8 +81,14 @@ def one_text_input_feature(config) -> Iterator[ConfigIssue]:
     if len(config.input_features) != 1:
         yield ConfigIssue("input_features", f"an LLM takes exactly one input feature, got {len(config.input_features)}.")
     for i, feature in enumerate(config.input_features):
-        if feature.type != "text":
-            yield ConfigIssue(f"input_features[{i}].type", "an LLM's input feature must be of type 'text'.", feature.type)
+        if feature.type == "text":
+            continue
+        if not getattr(type(feature), "implementation", None):
+            yield ConfigIssue(f"input_features[{i}].type", "an LLM's input feature must be of type 'text' or a type with its "
+                              "own data implementation (a conversation or a dataset preset).", feature.type)
+        elif config.prompt.retrieval.type is not None:
+            yield ConfigIssue("prompt.retrieval.type", f"retrieval inserts examples into a text prompt; it does not work with a "
+                              f"'{feature.type}' input feature.", config.prompt.retrieval.type)
 
 
 @cross_field_check

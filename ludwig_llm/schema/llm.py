@@ -23,6 +23,7 @@ from ludwig_llm.schema.registry import (
     trainer_registry,
 )
 from ludwig_llm.schema import features  # noqa: F401  (fills the feature registries)
+from ludwig_llm.schema import chat, dataset_formats  # noqa: F401  (chat and preset input features, chat templates)
 
 
 @model_type_registry.register("llm")
@@ -38,7 +39,7 @@ class LLMConfig(BaseConfig):
         example="meta-llama/Llama-2-7b-hf",
     )
     input_features: List[Any] = typed_union_list(
-        input_feature_registry, "Exactly one `text` feature: the column the prompt is built from.",
+        input_feature_registry, "Exactly one feature: `text` (the column the prompt is built from), `chat` (a conversation) or a dataset preset.",
         example=[{"name": "input", "type": "text"}],
     )
     output_features: List[Any] = typed_union_list(

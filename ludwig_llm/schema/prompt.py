@@ -6,7 +6,7 @@ from typing import ClassVar, Optional
 
 from ludwig_llm.schema.base import BaseConfig, Documented, config_class
 from ludwig_llm.schema.fields import Impact, RegistryChoice, nested, option
-from ludwig_llm.schema.registry import retrieval_registry
+from ludwig_llm.schema.registry import chat_template_registry, retrieval_registry
 
 
 class BaseRetrieval(Documented):
@@ -75,7 +75,7 @@ class PromptConfig(BaseConfig):
     task: Optional[str] = option(
         None,
         "A plain-language description of the task, inserted as `{__task__}`; with no `template`, a default "
-        "template around it is used.",
+        "template around it is used. With a `chat` input it becomes the system message of conversations that have none.",
         impact=Impact.HIGH, example="Classify the sentiment of the review as positive or negative.",
     )
     retrieval: RetrievalConfig = nested(RetrievalConfig, "Few-shot examples from the training data.")
@@ -84,4 +84,11 @@ class PromptConfig(BaseConfig):
         "Wrap the rendered prompt as a user message in the tokenizer's chat template (same in training "
         "and prediction). Useful for instruction-tuned models such as SmolLM2-Instruct.",
         impact=Impact.MEDIUM,
+    )
+    chat_template: Optional[str] = option(
+        None,
+        "The chat template that renders conversations (`chat` input features): a registered name (see Dataset "
+        "formats). Null uses the base model's own template (`tokenizer.chat_template`); a base model without one "
+        "needs a name here.",
+        choices=RegistryChoice(chat_template_registry, allow_none=True), impact=Impact.HIGH, example="chatml",
     )

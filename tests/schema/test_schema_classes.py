@@ -22,7 +22,8 @@ ALL_REGISTRIES = {
 }
 # Registries whose entries are config sections (a typed union picks one by its key); the retrieval
 # registry holds plain marker classes named by `prompt.retrieval.type`.
-CONFIG_REGISTRIES = {name: reg for name, reg in ALL_REGISTRIES.items() if name != "retrieval_registry"}
+# The chat template registry holds template classes named by `prompt.chat_template`.
+CONFIG_REGISTRIES = {name: reg for name, reg in ALL_REGISTRIES.items() if name not in ("retrieval_registry", "chat_template_registry")}
 
 REGISTERED = [
     pytest.param(reg_name, key, cls, id=f"{reg_name.replace('_registry', '')}:{key}")
@@ -78,6 +79,8 @@ def config_with(reg_name: str, key) -> dict:
         return base_config(prompt={"retrieval": {"type": key, "k": 2}})
     if reg_name == "model_type_registry":
         return base_config(model_type=key)
+    if reg_name == "chat_template_registry":
+        return base_config(input_features=[{"name": "messages", "type": "chat"}], prompt={"chat_template": key})
     raise AssertionError(f"no test config for {reg_name}: add one here")
 
 
