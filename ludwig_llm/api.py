@@ -135,6 +135,8 @@ class LudwigLLM:
 
     def preprocess(self, dataset=None, *, training_set=None, validation_set=None, test_set=None,
                    debug: bool = False, debug_rows: int = 3):
+        """Render the prompts and tokenize the splits, printing row counts; `debug` shows the first `debug_rows` rows'
+        prompt, token ids and the tokens the loss is computed on."""
         path = resolve_base_model(self.config.base_model)
         tokenizer = load_tokenizer(path, trust_remote_code=self.config.model_parameters.trust_remote_code)
         data = prepare_data(self.config, tokenizer, dataset=dataset, training_set=training_set,
