@@ -140,6 +140,7 @@ def prepare_data(
     input_column = config.input_feature.column_name()
     drop_empty = structured is None and config.preprocessing.empty_inputs == input_rows.DROP
     for _, name, df in sources:
+        input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # before any cell is parsed or rendered
         if structured is not None:
             structured.check_table(df, name, training=True)
         else:

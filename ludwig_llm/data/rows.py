@@ -1,4 +1,5 @@
 """Rows whose input is empty or missing: refused with their count and first row numbers, or dropped and counted.
+Cells longer than preprocessing.max_cell_characters: refused the same way, column by column.
 
 A row with no input text trains the model to answer an empty prompt and, at prediction, generates from
 one; both are silent mistakes, so the default is an error and `preprocessing.empty_inputs: drop` is the
@@ -7,7 +8,8 @@ explicit way out.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import json
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -41,6 +43,34 @@ def refuse_empty_inputs(df: pd.DataFrame, name: str, column: str) -> None:
     if mask.any():
         raise UserError(f"{name}: column '{column}' (the input feature) is empty or missing in {describe_rows(mask)}; "
                         f"fill or remove those rows, or set preprocessing.empty_inputs: {DROP} to leave them out.")
+
+
+def cell_length(value: Any) -> int:
+    """Characters of a cell as the data pipeline reads it: text as is, a list or dict (chat turns) as JSON, missing as 0."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple, dict)) or hasattr(value, "tolist"):  # Parquet and hub lists arrive as arrays
+        return len(json.dumps(value, default=lambda item: item.tolist() if hasattr(item, "tolist") else str(item)))
+    return len(cell_text(value))
+
+
+def refuse_long_cells(df: pd.DataFrame, name: str, limit: Optional[int]) -> None:
+    """UserError when a cell of any text or list column of `df` has more than `limit` characters (None: no limit),
+    naming `name`, the column, the count, the first rows and the longest cell.
+
+    Refused rather than cut: a giant cell is rendered and tokenized whole before max_sequence_length truncates
+    it, so it costs memory and time, and a silent cut would hide a broken row (a whole file pasted in one cell)."""
+    if limit is None:
+        return
+    for column in df.columns:
+        if pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_datetime64_any_dtype(df[column]):
+            continue  # numbers and dates print short
+        lengths = np.fromiter((cell_length(value) for value in df[column].tolist()), dtype=np.int64, count=len(df))
+        mask = lengths > limit
+        if mask.any():
+            raise UserError(f"{name}: column '{column}' has a cell longer than preprocessing.max_cell_characters ({limit}) "
+                            f"in {describe_rows(mask)}, the longest {int(lengths.max())} characters; shorten or remove those rows, "
+                            f"or raise preprocessing.max_cell_characters (null: no limit).")
 
 
 def drop_empty_inputs(splits: Splits, column: str) -> Tuple[Splits, Dict[str, int]]:

@@ -42,6 +42,7 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
     name = source_name(dataset, "dataset")
     df = load_table(dataset)
     PromptRenderer(config).check_columns(df, where=name)
+    input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # row numbers of the whole table
     if split != "full":
         df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:

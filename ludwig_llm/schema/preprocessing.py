@@ -75,4 +75,11 @@ class PreprocessingConfig(BaseConfig):
         "prediction flagged in a `<output>_empty_input` column.",
         choices=["error", "drop"], impact=Impact.MEDIUM,
     )
+    max_cell_characters: Optional[int] = option(
+        1_000_000, "Most characters in one cell of the dataset (any column; a list cell such as a chat is measured as JSON). "
+        "A longer cell is refused, naming its column and first rows, at training and at prediction: cells are rendered and "
+        "tokenized whole before `max_sequence_length` cuts them, so a giant one costs memory and time for tokens that are "
+        "thrown away. Raise it for genuinely long documents; null: no limit.",
+        min=1, impact=Impact.LOW,
+    )
     cache: bool = option(True, "Cache the tokenized dataset and reuse it while the data, tokenizer and this section are unchanged.", impact=Impact.LOW)
