@@ -216,6 +216,11 @@ class DPOTrainerConfig(_PairTrainerConfig):
     title = "DPO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("dpo", "Trainer type.", choices=["dpo"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "dpo_beta")
     dpo_beta: float = option(
         0.1, "Strength of the pull towards the reference model: larger keeps the policy closer to it. Rewards are "
         "`dpo_beta` times the log-probability ratio to the reference.", min=0.0, min_inclusive=False, impact=Impact.HIGH,
@@ -244,6 +249,11 @@ class ORPOTrainerConfig(_PairTrainerConfig):
     title = "ORPO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("orpo", "Trainer type.", choices=["orpo"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "orpo_beta")
     orpo_beta: float = option(
         0.1, "Weight of the odds-ratio term against the chosen response's token loss (the paper's lambda).",
         min=0.0, min_inclusive=False, impact=Impact.HIGH,
@@ -259,6 +269,11 @@ class KTOTrainerConfig(_PreferenceTrainerConfig):
     title = "KTO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("kto", "Trainer type.", choices=["kto"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "kto_beta")
     kto_beta: float = option(0.1, "Strength of the pull towards the reference model, as `dpo_beta`.", min=0.0, min_inclusive=False, impact=Impact.HIGH)
     desirable_weight: float = option(1.0, "Loss weight of desirable rows; raise it when they are fewer than undesirable ones.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
     undesirable_weight: float = option(1.0, "Loss weight of undesirable rows.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
