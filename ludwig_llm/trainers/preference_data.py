@@ -50,7 +50,7 @@ def check_preference_table(df: pd.DataFrame, split: str, config) -> None:
         if column not in df.columns:
             raise UserError(f"{where} has no column '{column}' (trainer.label_column, true for a desirable response); "
                             f"its columns are: {', '.join(map(str, df.columns))}.")
-        bad = [i for i, v in enumerate(df[column].tolist()) if not isinstance(v, (bool, np.bool_))]
+        bad = [i for i, v in enumerate(df[column].tolist()) if _boolean(v) is None]
         if bad:
             value = df[column].iloc[bad[0]]
             raise UserError(f"{where}: column '{column}' (trainer.label_column) must be boolean (true or false), got {value!r} "
@@ -72,8 +72,17 @@ def encode_preference_rows(df: pd.DataFrame, split: str, tokenizer, config, retr
         return [{"input_ids": c["input_ids"], "labels": c["labels"],
                  "rejected_input_ids": r["input_ids"], "rejected_labels": r["labels"]}
                 for c, r in zip(chosen.examples, rejected.examples)]
-    labels = [bool(v) for v in df[trainer.label_column]]
+    labels = [_boolean(v) for v in df[trainer.label_column]]
     return [{"input_ids": c["input_ids"], "labels": c["labels"], "desirable": label} for c, label in zip(chosen.examples, labels)]
+
+
+def _boolean(value):
+    """True or False for a boolean cell (text files give `true`/`false` in any case), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
 
 
 def _refuse_dropped(kept: List[int], total: int, split: str, which: str) -> None:

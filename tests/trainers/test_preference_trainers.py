@@ -119,3 +119,16 @@ def test_a_missing_rejected_column_stops_train_before_the_model_trains(make_conf
     config = make_config(trainer={"_replace": True, "type": "dpo", "max_steps": 1})
     with pytest.raises(UserError, match="training split has no column 'rejected'"):
         train(config, tmp_path, dataset=preference_table().drop(columns=["rejected"]))
+
+
+@pytest.mark.parametrize("name, data", [("dpo", "data.csv"), ("orpo", "data.csv"), ("kto", "kto.csv")])
+def test_the_preference_examples_train_on_their_data(tiny_model_dir, tmp_path, name, data):
+    import yaml
+
+    examples = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "preference")
+    config = yaml.safe_load(open(os.path.join(examples, f"config_{name}.yaml")))
+    config["base_model"] = tiny_model_dir
+    config["adapter"]["target_modules"] = ["q_proj", "v_proj"]
+    config["trainer"].update(max_steps=2, eval_steps=1)
+    _, statistics = train(config, tmp_path, dataset=os.path.join(examples, data))
+    assert statistics["total_steps"] == 2 and STEP_KEYS <= set(statistics["evaluations"][0]["validation"])
