@@ -132,3 +132,25 @@ def test_the_preference_examples_train_on_their_data(tiny_model_dir, tmp_path, n
     config["trainer"].update(max_steps=2, eval_steps=1)
     _, statistics = train(config, tmp_path, dataset=os.path.join(examples, data))
     assert statistics["total_steps"] == 2 and STEP_KEYS <= set(statistics["evaluations"][0]["validation"])
+
+
+@pytest.mark.parametrize("sections, path", [
+    ({"backend": {"type": "ray", "trainer": {"strategy": {"type": "fsdp"}}}}, "backend.trainer.strategy.type"),
+    ({"quantization": {"bits": 4}}, "quantization"),
+])
+def test_preference_configs_the_loop_cannot_run_are_refused_at_check_time(sections, path):
+    from ludwig_llm.errors import ConfigValidationError
+
+    data = {"model_type": "llm", "base_model": "unused", "input_features": [{"name": "p", "type": "text"}],
+            "output_features": [{"name": "c", "type": "text"}], "trainer": {"type": "kto"}, **sections}
+    with pytest.raises(ConfigValidationError) as error:
+        load_config(data)
+    assert [issue.path for issue in error.value.issues] == [path]
+
+
+def test_ludwigs_beta_is_read_as_the_trainers_beta():
+    assert config_for("dpo").trainer.dpo_beta == 0.1
+    data = {"model_type": "llm", "base_model": "unused", "input_features": [{"name": "p", "type": "text"}],
+            "output_features": [{"name": "c", "type": "text"}]}
+    assert load_config({**data, "trainer": {"type": "dpo", "beta": 0.3}}).trainer.dpo_beta == 0.3
+    assert load_config({**data, "trainer": {"type": "kto", "beta": 0.2}}).trainer.kto_beta == 0.2
