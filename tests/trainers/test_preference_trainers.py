@@ -51,6 +51,7 @@ def test_dpo_learns_the_chosen_style_on_training_rows(make_config, tmp_path):
                                   "logging_steps": 1, "eval_steps": 4, "validation_metric": "reward_accuracy"})
     results, statistics = train(config, tmp_path)
     steps = statistics["steps"]
+    print("dpo steps (reward_accuracy, reward_margin):", [(round(s["reward_accuracy"], 2), round(s["reward_margin"], 3)) for s in steps])
     assert len(steps) == 8 and all(STEP_KEYS <= set(step) for step in steps)
     assert steps[0]["reward_margin"] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
     assert steps[-1]["reward_accuracy"] > 0.5
