@@ -110,9 +110,13 @@ def output_type_fits_trainer(config) -> Iterator[ConfigIssue]:
             )
 
 
+PREFERENCE_TYPES = ("dpo", "orpo", "kto")
+TRAINING_TYPES = ("finetune",) + PREFERENCE_TYPES  # trainer types that update weights with the finetune loop
+
+
 @cross_field_check
 def quantized_finetune_needs_adapter(config) -> Iterator[ConfigIssue]:
-    if config.quantization is not None and config.trainer.type == "finetune" and config.adapter is None:
+    if config.quantization is not None and config.trainer.type in TRAINING_TYPES and config.adapter is None:
         yield ConfigIssue(
             "quantization",
             "quantized weights cannot be trained directly: fine-tuning a quantized model needs an adapter "
@@ -233,9 +237,12 @@ def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
         if config.adapter is not None and config.adapter.type == "adalora":
             yield ConfigIssue(f"{path}.type", f"AdaLoRA reallocates ranks from whole gradients, which '{strategy.type}' "
                               "splits over the workers; use 'ddp', or another adapter.", strategy.type)
-        if config.trainer.type == "finetune" and config.trainer.optimizer.type != "adamw" and strategy.type == "deepspeed":
+        if config.trainer.type in PREFERENCE_TYPES:
+            yield ConfigIssue(f"{path}.type", f"trainer '{config.trainer.type}' runs on Ray with strategy 'ddp' only (its "
+                              "paired and reference forward passes are not sharded); use 'ddp'.", strategy.type)
+        if config.trainer.type in TRAINING_TYPES and config.trainer.optimizer.type != "adamw" and strategy.type == "deepspeed":
             yield ConfigIssue("trainer.optimizer.type", "strategy 'deepspeed' runs with optimizer 'adamw'.", config.trainer.optimizer.type)
-        if config.trainer.type == "finetune" and config.trainer.optimizer.type.endswith("_8bit") and strategy.type == "fsdp":
+        if config.trainer.type in TRAINING_TYPES and config.trainer.optimizer.type.endswith("_8bit") and strategy.type == "fsdp":
             yield ConfigIssue("trainer.optimizer.type", "bitsandbytes' 8-bit optimizers do not take FSDP's sharded "
                               "parameters; use 'adamw' or 'sgd', or strategy 'ddp'.", config.trainer.optimizer.type)
     for name in ("cpu_offload", "offload_optimizer", "offload_parameters"):

@@ -25,8 +25,8 @@ KNOWN_OTHER_CONCEPTS = frozenset({
     "vblora", "xlora", "waveft", "psoft", "adamss",
     # Ludwig's sections and keys without a counterpart here
     "adapters", "hyperopt", "combiner", "defaults", "ludwig_version", "splitter", "output_logits", "proc_column",
-    # Ludwig's trainer types
-    "dpo", "kto", "orpo", "grpo", "ecd",
+    # Ludwig's trainer types not registered here
+    "grpo", "ecd",
     # transformers generation settings
     "num_beam_groups", "diversity_penalty", "penalty_alpha", "num_return_sequences", "epsilon_cutoff", "eta_cutoff",
 })

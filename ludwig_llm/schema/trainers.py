@@ -172,3 +172,113 @@ class NoneTrainerConfig(BaseTrainerConfig):
     type: str = option("none", "Trainer type.", choices=["none"], impact=Impact.HIGH)
     eval_batch_size: int = option(8, "Rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
     seed: int = option(42, "Random seed for retrieval sampling and data splits.", impact=Impact.LOW)
+
+
+# ---------------------------------------------------------------- preference trainers (dpo, orpo, kto)
+
+PREFERENCE_VALIDATION_METRICS = ["loss", "reward_accuracy", "reward_margin"]
+
+
+@config_class
+class _PreferenceTrainerConfig(FineTuneTrainerConfig):
+    """The finetune loop's settings, with a preference loss in place of the token cross-entropy."""
+
+    # No `auto`: the batch size search measures single-sequence rows, a preference row holds two.
+    batch_size: int = option(4, "Preference rows (pairs for dpo/orpo, completions for kto) per forward pass.", min=1, impact=Impact.HIGH)
+    eval_batch_size: int = option(8, "Preference rows per forward pass during evaluation.", min=1, impact=Impact.LOW)
+    learning_rate: float = option(
+        5e-5, "Peak learning rate. Preference training wants a smaller one than supervised fine-tuning (5e-6 to 1e-4 with LoRA).",
+        min=0.0, min_inclusive=False, impact=Impact.HIGH,
+    )
+    validation_metric: str = option(
+        "loss", "Validation metric that picks the best checkpoint and drives early stopping: the preference `loss` (lower is "
+        "better), `reward_accuracy` (share of validation rows whose reward orders chosen above rejected) or `reward_margin` "
+        "(mean chosen minus rejected reward).", choices=PREFERENCE_VALIDATION_METRICS, impact=Impact.MEDIUM,
+    )
+
+
+@config_class
+class _PairTrainerConfig(_PreferenceTrainerConfig):
+    """A preference trainer whose rows hold a chosen and a rejected response."""
+
+    rejected_column: str = option(
+        "rejected", "Column holding the rejected response of each row; the output feature's column holds the chosen one.", impact=Impact.HIGH
+    )
+
+
+@trainer_registry.register("dpo")
+@config_class
+class DPOTrainerConfig(_PairTrainerConfig):
+    """Direct Preference Optimization: raises the chosen response's likelihood over the rejected one's, relative to the
+    reference model (the base model with the adapter switched off, or a frozen copy without an adapter). Data: a prompt,
+    a chosen response (the output feature) and a rejected response (`rejected_column`)."""
+
+    title = "DPO"
+    implementation = "ludwig_llm.trainers.preference_launch:train"
+    type: str = option("dpo", "Trainer type.", choices=["dpo"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "dpo_beta")
+    dpo_beta: float = option(
+        0.1, "Strength of the pull towards the reference model: larger keeps the policy closer to it. Rewards are "
+        "`dpo_beta` times the log-probability ratio to the reference.", min=0.0, min_inclusive=False, impact=Impact.HIGH,
+    )
+    dpo_loss_type: str = option(
+        "sigmoid", "`sigmoid` (the DPO paper's loss), `ipo` (squared distance of the margin to 1/(2 beta), Azar et al. 2023; "
+        "less prone to overfitting deterministic preferences) or `hinge` (SLiC's hinge on the margin).",
+        choices=["sigmoid", "ipo", "hinge"], impact=Impact.MEDIUM,
+    )
+    dpo_label_smoothing: float = option(
+        0.0, "Assumed share of flipped preference labels (conservative DPO), for the `sigmoid` loss; 0 trusts every label.",
+        min=0.0, max=0.5, max_inclusive=False, impact=Impact.LOW,
+    )
+    precompute_ref_log_probs: bool = option(
+        False, "Compute the reference model's log-probabilities of every row once before training, instead of one extra "
+        "forward pass per step; without an adapter the reference copy is then freed.", impact=Impact.LOW,
+    )
+
+
+@trainer_registry.register("orpo")
+@config_class
+class ORPOTrainerConfig(_PairTrainerConfig):
+    """Odds Ratio Preference Optimization: supervised fine-tuning on the chosen response plus a penalty on the odds of the
+    rejected one; no reference model. Data: as `dpo`."""
+
+    title = "ORPO"
+    implementation = "ludwig_llm.trainers.preference_launch:train"
+    type: str = option("orpo", "Trainer type.", choices=["orpo"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "orpo_beta")
+    orpo_beta: float = option(
+        0.1, "Weight of the odds-ratio term against the chosen response's token loss (the paper's lambda).",
+        min=0.0, min_inclusive=False, impact=Impact.HIGH,
+    )
+
+
+@trainer_registry.register("kto")
+@config_class
+class KTOTrainerConfig(_PreferenceTrainerConfig):
+    """Kahneman-Tversky Optimization: learns from single responses labelled desirable or not, no pairs needed. Data: a
+    prompt, a response (the output feature) and a boolean `label_column` (true: desirable)."""
+
+    title = "KTO"
+    implementation = "ludwig_llm.trainers.preference_launch:train"
+    type: str = option("kto", "Trainer type.", choices=["kto"], impact=Impact.HIGH)
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell it `beta`."""
+        return ludwig.rename(data, "beta", "kto_beta")
+    kto_beta: float = option(0.1, "Strength of the pull towards the reference model, as `dpo_beta`.", min=0.0, min_inclusive=False, impact=Impact.HIGH)
+    desirable_weight: float = option(1.0, "Loss weight of desirable rows; raise it when they are fewer than undesirable ones.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
+    undesirable_weight: float = option(1.0, "Loss weight of undesirable rows.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
+    label_column: str = option("label", "Boolean column: true when the row's response is desirable, false when it is not.", impact=Impact.HIGH)
+    precompute_ref_log_probs: bool = option(
+        False, "Compute the reference model's log-probabilities of every row once before training, instead of one extra "
+        "forward pass per step; without an adapter the reference copy is then freed.", impact=Impact.LOW,
+    )

@@ -78,6 +78,8 @@ def run_finetune(job: FineTuneJob, session) -> dict:
 class FineTuneRecipe:
     """One worker's fine-tuning run: `setup`, `train`, `finish`, in that order."""
 
+    lower_is_better = LOWER_IS_BETTER  # per validation metric; a recipe with other metrics replaces it
+
     def __init__(self, job: FineTuneJob, session, best_weights_path: str):
         self.job, self.session = job, session
         self.config = load_config(job.config_dict)
@@ -245,14 +247,12 @@ class FineTuneRecipe:
     def _evaluate(self) -> bool:
         """Evaluate, record, keep the best weights; True when early stopping says stop."""
         trainer, state = self.trainer, self.state
-        metrics = teacher_forced_metrics(self.model, self.job.validation_rows, batch_size=trainer.eval_batch_size,
-                                         collate=self.collate, device=self.device, autocast=self.autocast,
-                                         rank=self.session.rank, world_size=self.session.world_size)
+        metrics = self._validation_metrics()
         self.model.train()
         state.evaluations.append({"step": state.step, "epoch": state.epoch, "validation": metrics})
         self.session.report({"step": state.step, **{f"validation_{k}": v for k, v in metrics.items()}})
         value = metrics[trainer.validation_metric]
-        lower_is_better = LOWER_IS_BETTER[trainer.validation_metric]
+        lower_is_better = self.lower_is_better[trainer.validation_metric]
         improved = state.best_metric is None or (value < state.best_metric if lower_is_better else value > state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evaluations_without_improvement = value, state.step, 0
@@ -262,6 +262,11 @@ class FineTuneRecipe:
         else:
             state.evaluations_without_improvement += 1
         return trainer.early_stop > 0 and state.evaluations_without_improvement >= trainer.early_stop
+
+    def _validation_metrics(self) -> dict:
+        return teacher_forced_metrics(self.model, self.job.validation_rows, batch_size=self.trainer.eval_batch_size,
+                                      collate=self.collate, device=self.device, autocast=self.autocast,
+                                      rank=self.session.rank, world_size=self.session.world_size)
 
     def _save_checkpoint(self) -> None:
         weights, optimizer_state = self.strategy.trainable_state(), self.strategy.optimizer_state()  # collective

@@ -15,6 +15,12 @@ def train(run: TrainingRun) -> dict:
     data = run.data
     if not data.train:
         raise UserError("the training split is empty: give more rows, or change preprocessing.split.")
+    return launch(run, run_finetune, list(data.train.examples), list(data.validation.examples))
+
+
+def launch(run: TrainingRun, worker, train_rows: list, validation_rows: list) -> dict:
+    """Run `worker` (run_finetune, or a recipe built on it) on the backend's workers with these encoded rows."""
+    data = run.data
     resume_from = latest_checkpoint_in(run.run_directory) if run.resume else None
     if run.resume and resume_from is None:
         print(f"--resume: {run.run_directory} has no checkpoint yet; training starts from the beginning.")
@@ -23,7 +29,7 @@ def train(run: TrainingRun) -> dict:
         if data.retriever is not None:
             data.retriever.save(retrieval_dir)
         job = FineTuneJob(config_dict=run.config.to_dict(), base_model_path=run.base_model_path,
-                          train_rows=list(data.train.examples), validation_rows=list(data.validation.examples),
+                          train_rows=train_rows, validation_rows=validation_rows,
                           pad_token_id=pad_token_id_of(run.tokenizer), save_model=run.save_model, labels=run.labels,
                           retriever_directory=retrieval_dir if data.retriever is not None else None)
-        return run.run_on_workers(run_finetune, job, resume_from)
+        return run.run_on_workers(worker, job, resume_from)
