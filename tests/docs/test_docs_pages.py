@@ -221,7 +221,9 @@ def test_search_runs_on_a_page_opened_from_disk(site, tmp_path):
 
 NEW_PAGES = ["examples", "getting_started", "user_guide/distributed_training", "user_guide/troubleshooting",
              "user_guide/editor_autocompletion", "user_guide/using_a_trained_model", "tutorials/cpu_to_gpu_to_cluster",
-             "tutorials/few_shot_retrieval", "tutorials/fine_tune_or_prompt", "reference/python_api"]
+             "tutorials/few_shot_retrieval", "tutorials/fine_tune_or_prompt", "reference/python_api",
+             "configuration/features/dataset_formats", "user_guide/deployment", "user_guide/coming_from_ludwig",
+             "user_guide/preference_training"]
 
 
 @pytest.mark.slow  # chromium
