@@ -25,7 +25,8 @@ def _imported_modules(tree: ast.AST) -> List[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
             if node.module == "ludwig_llm":  # `from ludwig_llm import results` imports the part `results`
-                names += [f"ludwig_llm.{alias.name}" for alias in node.names]
+                names += [f"ludwig_llm.{alias.name}" for alias in node.names
+                          if (PACKAGE / alias.name).is_dir() or (PACKAGE / f"{alias.name}.py").is_file()]
     return names
 
 
