@@ -145,6 +145,18 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     group_by_length: bool = option(
         True, "Batch rows of similar length together, which wastes less compute on padding. Batch order stays random.", impact=Impact.LOW
     )
+    packing: bool = option(
+        False, "Pack several rows into each sequence (first-fit decreasing, up to `preprocessing.global_max_sequence_length` "
+        "tokens, or the batch's longest row when that is not set), so less compute goes to padding. Position ids restart at "
+        "each row and attention never crosses rows (a block-diagonal causal mask built from the position ids, exact with "
+        "eager and SDPA attention; flash-attention's variable-length path on a GPU). Loss is taken per row as without "
+        "packing, so the loss and its gradient are the same. `batch_size` still counts rows: each batch's rows are packed "
+        "together, then the packs are shared among workers. Not with prompt-learning adapters (prompt, prefix or p-tuning), "
+        "whose virtual tokens every row needs.", impact=Impact.MEDIUM,
+    )
+    packing_max_sequences_per_pack: Optional[int] = option(
+        None, "With `packing`, the most rows in one pack; null sets no limit beyond the length.", min=1, impact=Impact.LOW
+    )
     logging_steps: int = option(10, "Record the training loss every N optimizer steps.", min=1, impact=Impact.LOW)
     seed: int = option(42, "Random seed for shuffling, dropout and adapter initialization.", impact=Impact.LOW)
     layers_to_freeze_regex: Optional[str] = option(
