@@ -46,6 +46,7 @@ from ludwig_llm.trainers.batches import (
     worker_share,
 )
 from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_weights, read_checkpoint, save_checkpoint, save_weights
+from ludwig_llm.trainers.label_loss import TrainingLoss
 from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
 from ludwig_llm.trainers.strategies import copy_trainable_state, create_strategy
 
@@ -110,6 +111,7 @@ class FineTuneRecipe:
         self.autocast, self.scaler = self.strategy.autocast()
         self.collate = PaddingCollator(job.pad_token_id, padding_side="right")
         self.collate_packs = PackingCollator(job.pad_token_id)
+        self.loss = TrainingLoss(self.model)
         self.batch_size_search = self._search_batch_sizes() if searching else None
         self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(optimizer, trainer, self.total_steps)
@@ -214,7 +216,7 @@ class FineTuneRecipe:
             for index, batch in enumerate(micro_batches):
                 inputs, share = self._micro_batch_inputs(batch)
                 with strategy.micro_batch(index == len(micro_batches) - 1), self.autocast:
-                    loss = strategy.train_model(**inputs, num_items_in_batch=tokens / session.world_size).loss
+                    loss = self.loss(strategy.train_model, inputs, tokens / session.world_size)
                 loss = loss if share else loss * 0.0
                 strategy.backward(loss, self.scaler)
                 loss_sum += loss.item()
