@@ -125,7 +125,12 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     max_grad_norm: Optional[float] = option(1.0, "Clip the global gradient norm to this value; null turns clipping off.", min=0.0, min_inclusive=False, impact=Impact.LOW)
     precision: str = option(
         "auto",
-        "Numeric precision of training: `auto` picks bf16 on GPUs that support it, fp16 on other GPUs and fp32 on the CPU.",
+        "Numeric precision of training (and of the frozen base model's weights): `auto` picks bf16 on GPUs that support it, "
+        "fp16 on other GPUs and fp32 on the CPU. `bf16` on a CPU with native bf16 (AVX512-BF16 or AMX) trains with bf16 "
+        "autocast and a bf16 base: measured 1.4-1.65x the fp32 step (bf16 matmuls 2.4x), with losses equal to about 1e-4; "
+        "on other CPUs it stays fp32, which emulated bf16 would only slow. `auto` keeps fp32 on the CPU even where bf16 is "
+        "faster, because bf16 changes results (greedy outputs can differ) and `auto` also sets prediction's precision: "
+        "choose `bf16` to trade them for speed. fp16 is GPU-only.",
         choices=["auto", "fp32", "bf16", "fp16"], impact=Impact.MEDIUM,
     )
     gradient_checkpointing: bool = option(
