@@ -14,6 +14,17 @@ Each side runs in its own subprocess, so peak memory is its own: resident set si
 Reported: trained tokens per second (tokens that are not padding, prompt and target alike),
 padding fraction, peak memory, final training loss, and the ratios ludwig_llm / baseline.
 
+ludwig_llm runs in variants (`--sides`): `ludwig_llm` (the defaults: length grouping, logits only at label
+positions), `full_logits` (the same with the LM head over every position, what the label-position loss saves),
+and `packed_bf16` (`trainer.packing: true`, `precision: bf16`, which is fp32 on a CPU without native bf16).
+
+MFU. FLOPs per trained token = FLOPs of the first optimizer step, counted by torch.utils.flop_counter.FlopCounterMode
+(every matmul and attention of forward and backward, as run: padding, the LM head where it runs, LoRA), divided by
+that step's trained (non-padding) tokens. Achieved FLOP/s = FLOPs per trained token x trained tokens/s of the other
+steps (the counted step is slower and is left out of the timing). MFU = achieved / peak, the peak being a square
+matmul's FLOP/s (2 n^3 per product) measured in the same run in fp32 and bf16; each variant is divided by the peak
+of the dtype it computes in.
+
     python benchmarks/train_throughput.py                        # SmolLM2-135M-Instruct, 30 steps of 8 rows
     python benchmarks/train_throughput.py --steps 60 --batch-size 16 --model path/or/hub-id
 """
@@ -32,6 +43,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(REPO_ROOT, "examples", "quickstart")
 RESULT_PREFIX = "RESULT "
+SIDES = ("ludwig_llm", "full_logits", "packed_bf16", "baseline")
 
 FILLER = ("the city council report mentioned several residents who had changed addresses during the year and "
           "this short note was copied from a longer archive of local news items about people and places").split()
@@ -48,7 +60,8 @@ def parse_args(argv=None):
                         help="Each row gets 0..N words of preamble, so lengths vary (default: 60; 0 = the quickstart's own rows).")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--only", choices=["ludwig_llm", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"Comma-separated variants to run (default: all: {','.join(SIDES)}).")
+    parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="Also write the results to this JSON file.")
     return parser.parse_args(argv)
 
@@ -104,16 +117,47 @@ def lora_settings(config: dict) -> dict:
 # ------------------------------------------------------------------ ludwig_llm
 
 
-def run_ludwig(args) -> dict:
+def count_first_step(probe: dict) -> None:
+    """Count the first optimizer step's FLOPs (FlopCounterMode) and time, and its trained tokens, into `probe`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ludwig_llm.trainers import finetune
+
+    original = finetune.FineTuneRecipe.train_step
+
+    def train_step(recipe, micro_batches):
+        if probe:
+            return original(recipe, micro_batches)
+        started = time.time()
+        with FlopCounterMode(display=False) as counter:
+            loss = original(recipe, micro_batches)
+        probe.update(flops=counter.get_total_flops(), seconds=time.time() - started,
+                     tokens=sum(recipe.lengths[i] for batch in micro_batches for i in batch),
+                     compute_dtype=str(recipe.strategy.precision.compute_dtype).replace("torch.", ""))
+        return loss
+
+    finetune.FineTuneRecipe.train_step = train_step
+
+
+def run_ludwig(args, variant: str = "ludwig_llm") -> dict:
     import tempfile
 
     from ludwig_llm.api import LudwigLLM
+    from ludwig_llm.data.packing import first_fit_decreasing
+    from ludwig_llm.trainers import finetune
     from ludwig_llm.trainers.finetune import global_batches
+    from ludwig_llm.trainers.label_loss import TrainingLoss
 
+    if variant == "full_logits":
+        finetune.TrainingLoss = lambda model: TrainingLoss(model, enabled=False)
+    probe: dict = {}
+    count_first_step(probe)
     config = quickstart_config()
     config["base_model"] = args.model
     config["trainer"] = {"type": "finetune", "max_steps": args.steps, "batch_size": args.batch_size,
                          "learning_rate": args.learning_rate, "seed": args.seed, "logging_steps": 1}
+    if variant == "packed_bf16":
+        config["trainer"].update(packing=True, precision="bf16")
     config["preprocessing"] = {"split": {"type": "random", "probabilities": [1.0, 0.0, 0.0]}, "cache": False}
     rows = make_rows(args.rows or args.steps * args.batch_size, args.max_preamble_words, args.seed)
 
@@ -138,18 +182,48 @@ def run_ludwig(args) -> dict:
                 break
             batch_lengths = [lengths[i] for i in batch]
             trained += sum(batch_lengths)
-            padded += max(batch_lengths) * len(batch_lengths)
+            if trainer.packing:  # the packs, each padded to the longest pack (the loop's capacity rule)
+                packs = first_fit_decreasing(batch_lengths, max(batch_lengths), trainer.packing_max_sequences_per_pack)
+                padded += max(sum(batch_lengths[i] for i in pack) for pack in packs) * len(packs)
+            else:
+                padded += max(batch_lengths) * len(batch_lengths)
             steps += 1
         epoch += 1
+    timed_tokens, timed_seconds = trained - probe["tokens"], statistics["train_seconds"] - probe["seconds"]
     return {
         "steps": statistics["total_steps"],
         "seconds": statistics["train_seconds"],
         "trained_tokens": trained,
         "padded_tokens": padded,
         "final_loss": statistics["steps"][-1]["loss"],
+        "first_loss": statistics["steps"][0]["loss"],
         "peak_memory_mb": peak_memory_mb(),
         "device": device_name(),
+        # the counted first step excluded (FlopCounterMode slows it)
+        "timed_tokens_per_second": timed_tokens / timed_seconds,
+        "flops_per_token": probe["flops"] / probe["tokens"],
+        "compute_dtype": probe["compute_dtype"],
     }
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a square matmul in this process's threads: the peak MFU is measured against."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
 
 
 # ------------------------------------------------------------------ plain transformers + peft
@@ -234,16 +308,35 @@ def run_side(name: str, argv) -> dict:
 
 
 def report(results: dict, args) -> str:
-    lines = [f"model {args.model}, {args.steps} steps x {args.batch_size} rows, LoRA, on {results['ludwig_llm']['device']}",
+    lines = [f"model {args.model}, {args.steps} steps x {args.batch_size} rows, LoRA, on {next(iter(results.values()))['device']}",
              f"{'':<12} {'tokens/s':>10} {'trained tok':>12} {'padding':>8} {'seconds':>8} {'peak MB':>9} {'last loss':>9}"]
     for name, r in results.items():
         r["tokens_per_second"] = r["trained_tokens"] / r["seconds"]
         lines.append(f"{name:<12} {r['tokens_per_second']:>10.1f} {r['trained_tokens']:>12} "
                      f"{1 - r['trained_tokens'] / r['padded_tokens']:>7.1%} {r['seconds']:>8.1f} "
                      f"{r['peak_memory_mb']:>9.0f} {r['final_loss']:>9.4f}")
-    ours, base = results["ludwig_llm"], results["baseline"]
-    lines.append(f"ratio ludwig_llm/baseline: tokens/s {ours['tokens_per_second'] / base['tokens_per_second']:.2f}x, "
-                 f"peak memory {ours['peak_memory_mb'] / base['peak_memory_mb']:.2f}x")
+    return "\n".join(lines)
+
+
+def mfu_report(results: dict, peaks: dict) -> str:
+    lines = [f"matmul peak (same run): fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s"]
+    for name, r in results.items():
+        if "flops_per_token" not in r:
+            continue
+        achieved = r["flops_per_token"] * r["timed_tokens_per_second"]
+        r["mfu"] = achieved / peaks[r["compute_dtype"]]
+        lines.append(f"{name:<12} {r['flops_per_token'] / 1e6:>8.0f} MFLOP/token x {r['timed_tokens_per_second']:.1f} tokens/s "
+                     f"= {achieved / 1e9:.1f} GFLOP/s, MFU {r['mfu']:.1%} of the {r['compute_dtype']} peak, first loss {r['first_loss']:.4f}")
+    base = results.get("baseline")
+    for name, r in results.items():
+        if base and name != "baseline":
+            lines.append(f"ratio {name}/baseline: tokens/s {r['tokens_per_second'] / base['tokens_per_second']:.2f}x, "
+                         f"peak memory {r['peak_memory_mb'] / base['peak_memory_mb']:.2f}x, "
+                         f"final loss {r['final_loss'] / base['final_loss']:.3f}x")
+    if "ludwig_llm" in results and "full_logits" in results:
+        lines.append("label-position loss: tokens/s (timed steps) "
+                     f"{results['ludwig_llm']['timed_tokens_per_second'] / results['full_logits']['timed_tokens_per_second']:.2f}x "
+                     f"the full logits, FLOPs/token {results['ludwig_llm']['flops_per_token'] / results['full_logits']['flops_per_token']:.2f}x")
     return "\n".join(lines)
 
 
@@ -252,14 +345,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.only:
         os.environ.setdefault("TQDM_DISABLE", "1")
-        result = run_ludwig(args) if args.only == "ludwig_llm" else run_baseline(args)
+        result = run_baseline(args) if args.only == "baseline" else run_ludwig(args, args.only)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
-    results = {name: run_side(name, argv) for name in ("ludwig_llm", "baseline")}
+    peaks = {name: matmul_peak(name) for name in ("float32", "bfloat16")}
+    results = {name: run_side(name, argv) for name in args.sides.split(",")}
     print(report(results, args))
+    print(mfu_report(results, peaks))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+            json.dump({"args": vars(args), "results": results, "matmul_peaks": peaks}, f, indent=2)
     return 0
 
 

@@ -32,6 +32,14 @@ class Precision:
         return self.compute_dtype == torch.float16
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX). On such a CPU (2 cores, AVX512-BF16)
+    bf16 matmuls ran 2.4x fp32's, and a training step of a 6-layer SmolLM2-shaped model (batch 8 x 128) 1.4x with
+    bf16 autocast, 1.65x with a bf16 base as well. Without it torch emulates bf16, slower than fp32."""
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(probe() for probe in probes if probe is not None)
+
+
 def default_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
@@ -40,14 +48,16 @@ def resolve_precision(precision: str, device: torch.device, *, quantized: bool =
                       trains_every_weight: bool = False) -> Precision:
     """The precision of a model on `device` for `trainer.precision` (`auto`, `fp32`, `bf16` or `fp16`).
 
-    Compute: fp32 on the CPU, where low precision is slower, not faster; on a GPU the precision asked for,
-    `auto` being bf16 where the GPU has it and fp16 elsewhere.
+    Compute: on the CPU fp32, or bf16 when asked for and the CPU has it natively (`cpu_has_native_bf16`;
+    fp16 and emulated bf16 are slower there, not faster); `auto` stays fp32 on the CPU, as bf16 changes the
+    numbers (greedy outputs may differ from fp32's) and `auto` also sets the precision of prediction.
+    On a GPU the precision asked for, `auto` being bf16 where the GPU has it and fp16 elsewhere.
     Load: quantized weights are bitsandbytes' business (None); full fine-tuning keeps fp32 master weights
     (autocast does the low-precision math); a frozen base (adapter training, prediction) loads in the
     compute dtype, so fp32 when autocast is off.
     """
     if device.type != "cuda":
-        compute = torch.float32
+        compute = torch.bfloat16 if precision == "bf16" and cpu_has_native_bf16() else torch.float32
     elif precision == "auto":
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     else:

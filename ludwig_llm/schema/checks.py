@@ -266,3 +266,18 @@ def batch_size_search_fits(config) -> Iterator[ConfigIssue]:
         if name == "batch_size" and config.adapter is not None and config.adapter.type == "adalora" and config.adapter.total_step is None:
             yield ConfigIssue(f"trainer.{name}", "AdaLoRA's rank schedule needs the run's steps when the adapter is built, before "
                               "the search: set adapter.total_step, or give a number.", "auto")
+
+
+VIRTUAL_TOKEN_ADAPTERS = ("prefix_tuning", "prompt_tuning", "p_tuning")
+
+
+@cross_field_check
+def packing_needs_real_tokens_only(config) -> Iterator[ConfigIssue]:
+    adapter, trainer = config.adapter, config.trainer
+    if getattr(trainer, "packing", False) and adapter is not None and adapter.type in VIRTUAL_TOKEN_ADAPTERS:
+        yield ConfigIssue(
+            "trainer.packing",
+            f"'{adapter.type}' puts learned virtual tokens before every row, which rows packed into one sequence "
+            "cannot each have; set packing to false, or use another adapter (e.g. lora).",
+            True,
+        )

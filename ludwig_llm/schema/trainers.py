@@ -125,7 +125,12 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     max_grad_norm: Optional[float] = option(1.0, "Clip the global gradient norm to this value; null turns clipping off.", min=0.0, min_inclusive=False, impact=Impact.LOW)
     precision: str = option(
         "auto",
-        "Numeric precision of training: `auto` picks bf16 on GPUs that support it, fp16 on other GPUs and fp32 on the CPU.",
+        "Numeric precision of training (and of the frozen base model's weights): `auto` picks bf16 on GPUs that support it, "
+        "fp16 on other GPUs and fp32 on the CPU. `bf16` on a CPU with native bf16 (AVX512-BF16 or AMX) trains with bf16 "
+        "autocast and a bf16 base: measured 1.4-1.65x the fp32 step (bf16 matmuls 2.4x), with losses equal to about 1e-4; "
+        "on other CPUs it stays fp32, which emulated bf16 would only slow. `auto` keeps fp32 on the CPU even where bf16 is "
+        "faster, because bf16 changes results (greedy outputs can differ) and `auto` also sets prediction's precision: "
+        "choose `bf16` to trade them for speed. fp16 is GPU-only.",
         choices=["auto", "fp32", "bf16", "fp16"], impact=Impact.MEDIUM,
     )
     gradient_checkpointing: bool = option(
@@ -144,6 +149,18 @@ class FineTuneTrainerConfig(BaseTrainerConfig):
     checkpoints_to_keep: int = option(2, "Most recent checkpoints kept on disk; older ones are deleted.", min=1, impact=Impact.LOW)
     group_by_length: bool = option(
         True, "Batch rows of similar length together, which wastes less compute on padding. Batch order stays random.", impact=Impact.LOW
+    )
+    packing: bool = option(
+        False, "Pack several rows into each sequence (first-fit decreasing, up to `preprocessing.global_max_sequence_length` "
+        "tokens, or the batch's longest row when that is not set), so less compute goes to padding. Position ids restart at "
+        "each row and attention never crosses rows (a block-diagonal causal mask built from the position ids, exact with "
+        "eager and SDPA attention; flash-attention's variable-length path on a GPU). Loss is taken per row as without "
+        "packing, so the loss and its gradient are the same. `batch_size` still counts rows: each batch's rows are packed "
+        "together, then the packs are shared among workers. Not with prompt-learning adapters (prompt, prefix or p-tuning), "
+        "whose virtual tokens every row needs.", impact=Impact.MEDIUM,
+    )
+    packing_max_sequences_per_pack: Optional[int] = option(
+        None, "With `packing`, the most rows in one pack; null sets no limit beyond the length.", min=1, impact=Impact.LOW
     )
     logging_steps: int = option(10, "Record the training loss every N optimizer steps.", min=1, impact=Impact.LOW)
     seed: int = option(42, "Random seed for shuffling, dropout and adapter initialization.", impact=Impact.LOW)

@@ -28,6 +28,7 @@ from peft.tuners.adalora import AdaLoraModel
 from tqdm.auto import tqdm
 from transformers.integrations.neftune import activate_neftune
 
+from ludwig_llm.data.packing import PackingCollator, first_fit_decreasing
 from ludwig_llm.data.retrieval import load_retriever
 from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.inference.batch_size_search import longest_first, search_batch_size
@@ -45,6 +46,7 @@ from ludwig_llm.trainers.batches import (
     worker_share,
 )
 from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_weights, read_checkpoint, save_checkpoint, save_weights
+from ludwig_llm.trainers.label_loss import TrainingLoss
 from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
 from ludwig_llm.trainers.strategies import copy_trainable_state, create_strategy
 
@@ -110,6 +112,8 @@ class FineTuneRecipe:
         optimizer = self.strategy.prepare(self.model, lambda model: build_optimizer(model, trainer), quantized=self.built.quantized)
         self.autocast, self.scaler = self.strategy.autocast()
         self.collate = PaddingCollator(job.pad_token_id, padding_side="right")
+        self.collate_packs = PackingCollator(job.pad_token_id)
+        self.loss = TrainingLoss(self.model)
         self.batch_size_search = self._search_batch_sizes() if searching else None
         self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(optimizer, trainer, self.total_steps)
@@ -212,11 +216,9 @@ class FineTuneRecipe:
         loss_sum = 0.0
         with _adalora_penalty_once_per_step(self.model, len(micro_batches)):
             for index, batch in enumerate(micro_batches):
-                share = worker_share(batch, session.rank, session.world_size)
-                # A worker left without rows still runs a (zero-weighted) pass: every worker joins the same collectives.
-                inputs = {k: v.to(self.device) for k, v in self.collate([self.job.train_rows[i] for i in share or batch[:1]]).items()}
+                inputs, share = self._micro_batch_inputs(batch)
                 with strategy.micro_batch(index == len(micro_batches) - 1), self.autocast:
-                    loss = strategy.train_model(**inputs, num_items_in_batch=tokens / session.world_size).loss
+                    loss = self.loss(strategy.train_model, inputs, tokens / session.world_size)
                 loss = loss if share else loss * 0.0
                 strategy.backward(loss, self.scaler)
                 loss_sum += loss.item()
@@ -226,6 +228,25 @@ class FineTuneRecipe:
         self.state.step += 1
         # Each worker holds world_size x its tokens' share of the loss: their mean is the step's token loss.
         return _mean_over_workers(loss_sum, self.device) if session.world_size > 1 else loss_sum
+
+    def _micro_batch_inputs(self, batch: List[int]):
+        """This worker's tensors for one micro-batch (global row indices), and whether it has rows of its own.
+
+        With packing, the whole micro-batch's rows are packed (the same packs on every worker), then the packs are
+        shared among workers. A worker left without rows still runs a (zero-weighted) pass on the first: every
+        worker joins the same collectives."""
+        rows, session = self.job.train_rows, self.session
+        if not self.trainer.packing:
+            share = worker_share(batch, session.rank, session.world_size)
+            tensors = self.collate([rows[i] for i in share or batch[:1]])
+        else:
+            lengths = [self.lengths[i] for i in batch]
+            capacity = self.config.preprocessing.global_max_sequence_length or max(lengths)
+            packs = [[batch[i] for i in pack] for pack in first_fit_decreasing(lengths, capacity, self.trainer.packing_max_sequences_per_pack)]
+            share = worker_share(packs, session.rank, session.world_size)
+            tensors = self.collate_packs([[rows[i] for i in pack] for pack in share or packs[:1]])
+            tensors["use_cache"] = False  # see data/packing.py: a cache would turn the packed-sequence mask off
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in tensors.items()}, bool(share)
 
     def _log(self, loss: float, progress) -> None:
         state = self.state

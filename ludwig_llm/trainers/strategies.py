@@ -64,11 +64,11 @@ class Strategy:
         return resolve_precision(self.trainer.precision, self.device)
 
     def autocast(self):
-        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs, none on the CPU."""
+        """(autocast context, gradient scaler or None): bf16/fp16 autocast on GPUs, bf16 on CPUs that have it."""
         precision = self.precision
         if precision.autocast_dtype is None:
             return contextlib.nullcontext(), None
-        return torch.autocast("cuda", dtype=precision.autocast_dtype), (self._grad_scaler() if precision.needs_grad_scaler else None)
+        return torch.autocast(self.device.type, dtype=precision.autocast_dtype), (self._grad_scaler() if precision.needs_grad_scaler else None)
 
     def _grad_scaler(self):
         return torch.amp.GradScaler("cuda")

@@ -22,9 +22,11 @@ from tests.backends.ray_runs import compare_losses, losses, train_in_one_thread 
 TOKEN_LOSS_TOLERANCE = 1e-5
 
 
-def test_two_workers_follow_the_local_token_loss_curve(ray_cluster, make_config, small_dataset, tmp_path):
+@pytest.mark.parametrize("packing", [False, True])
+def test_two_workers_follow_the_local_token_loss_curve(packing, ray_cluster, make_config, small_dataset, tmp_path):
+    """With packing, each micro-batch's rows are packed the same on every worker and the packs shared."""
     trainer = {"max_steps": 4, "batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 0.5,
-               "optimizer": {"type": "sgd"}, "checkpoint_steps": 4, "group_by_length": True}
+               "optimizer": {"type": "sgd"}, "checkpoint_steps": 4, "group_by_length": True, "packing": packing}
     config = make_config(trainer=trainer)
     local = train_in_one_thread(config, small_dataset, tmp_path / "local")
     distributed = LudwigLLM({**config, "backend": {"type": "ray", "trainer": {"num_workers": 2}}}).train(

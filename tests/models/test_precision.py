@@ -47,8 +47,9 @@ def fake_gpu(monkeypatch):
     ("auto", GPU, True, True, False, None, BF16),
     ("fp32", GPU, True, True, False, None, F32),
 ])
-def test_the_precision_rule(fake_gpu, precision, device, bf16, quantized, every_weight, load, compute):
+def test_the_precision_rule(fake_gpu, monkeypatch, precision, device, bf16, quantized, every_weight, load, compute):
     fake_gpu(bf16)
+    monkeypatch.setattr("ludwig_llm.models.precision.cpu_has_native_bf16", lambda: False)
     resolved = resolve_precision(precision, device, quantized=quantized, trains_every_weight=every_weight)
     assert (resolved.load_dtype, resolved.compute_dtype) == (load, compute)
     assert resolved.autocast_dtype == (None if compute == F32 else compute)
@@ -94,3 +95,38 @@ def test_the_4bit_compute_dtype_auto_follows_the_precision(fake_gpu, tiny_model_
         assert options["bnb_4bit_compute_dtype"] == expected, precision
     config = load_config(tiny_config(tiny_model_dir, quantization={"bits": 4, "bnb_4bit_compute_dtype": "float16"}))
     assert bnb_compute_dtype("float16", model_precision(config, CPU, for_training=True)) == F16
+
+
+@pytest.mark.parametrize("precision, native, every_weight, load, compute", [
+    ("bf16", True, False, BF16, BF16),  # adapter training and prediction: a bf16 base
+    ("bf16", True, True, F32, BF16),  # full fine-tuning: fp32 master weights, bf16 autocast
+    ("bf16", False, False, F32, F32),  # emulated bf16 is slower than fp32
+    ("auto", True, False, F32, F32),  # auto keeps the CPU's fp32 results (see the field's description)
+])
+def test_bf16_on_a_cpu_with_native_bf16(monkeypatch, precision, native, every_weight, load, compute):
+    monkeypatch.setattr("ludwig_llm.models.precision.cpu_has_native_bf16", lambda: native)
+    resolved = resolve_precision(precision, CPU, trains_every_weight=every_weight)
+    assert (resolved.load_dtype, resolved.compute_dtype, resolved.needs_grad_scaler) == (load, compute, False)
+
+
+def test_bf16_training_on_the_cpu_autocasts_there(monkeypatch, tiny_model_dir, tmp_path):
+    from ludwig_llm.trainers import finetune
+    from tests.trainers.test_trainer_loop import run, synthetic_rows
+
+    monkeypatch.setattr("ludwig_llm.models.precision.cpu_has_native_bf16", lambda: True)
+    seen = []
+    original = finetune.FineTuneRecipe.train_step
+
+    def train_step(recipe, micro_batches):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), recipe.autocast))
+        return original(recipe, micro_batches)
+
+    monkeypatch.setattr(finetune.FineTuneRecipe, "train_step", train_step)
+    rows = synthetic_rows(8)
+    common = {"max_steps": 1, "batch_size": 8, "optimizer": {"type": "sgd"}}
+    bf16 = run(tiny_config(tiny_model_dir, trainer={**common, "precision": "bf16"}), tiny_model_dir, tmp_path / "bf16", rows)
+    fp32 = run(tiny_config(tiny_model_dir, trainer={**common, "precision": "fp32"}), tiny_model_dir, tmp_path / "fp32", rows)
+    assert isinstance(seen[0][2], torch.autocast) and seen[0][2].fast_dtype == BF16 and seen[0][2].device == "cpu"
+    assert not isinstance(seen[1][2], torch.autocast)
+    assert bf16["steps"][0]["loss"] == pytest.approx(fp32["steps"][0]["loss"], rel=2e-2)
+    assert bf16["steps"][0]["loss"] != fp32["steps"][0]["loss"]  # it did compute in bf16
