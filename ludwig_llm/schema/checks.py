@@ -268,16 +268,18 @@ def batch_size_search_fits(config) -> Iterator[ConfigIssue]:
                               "the search: set adapter.total_step, or give a number.", "auto")
 
 
-VIRTUAL_TOKEN_ADAPTERS = ("prefix_tuning", "prompt_tuning", "p_tuning")
-
-
 @cross_field_check
 def packing_needs_real_tokens_only(config) -> Iterator[ConfigIssue]:
     adapter, trainer = config.adapter, config.trainer
-    if getattr(trainer, "packing", False) and adapter is not None and adapter.type in VIRTUAL_TOKEN_ADAPTERS:
+    if not getattr(trainer, "packing", False):
+        return
+    if adapter is not None and not adapter.mergeable:  # the prompt-learning adapters, which add virtual tokens
         yield ConfigIssue(
             "trainer.packing",
             f"'{adapter.type}' puts learned virtual tokens before every row, which rows packed into one sequence "
             "cannot each have; set packing to false, or use another adapter (e.g. lora).",
             True,
         )
+    if trainer.type in PREFERENCE_TYPES:
+        yield ConfigIssue("trainer.packing", f"the '{trainer.type}' trainer scores each row's responses as whole "
+                          "sequences and does not pack them; set packing to false.", True)

@@ -85,6 +85,12 @@ def test_packing_refuses_adapters_with_virtual_tokens(tiny_model_dir):
         load_config(config)
 
 
+def test_packing_is_refused_for_preference_trainers(tiny_model_dir):
+    config = tiny_config(tiny_model_dir, trainer={"_replace": True, "type": "dpo", "packing": True, "batch_size": 4})
+    with pytest.raises(UserError, match="trainer.packing: the 'dpo' trainer scores each row's responses"):
+        load_config(config)
+
+
 def test_workers_share_the_same_packs_without_overlap(tiny_model_dir):
     """Every worker packs the whole micro-batch the same way and takes its own packs: together they train on
     each row once; a worker left without a pack gets a (zero-weighted) one so every worker runs a pass."""
