@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
@@ -17,19 +12,7 @@ import yaml
 from ludwig_llm.cli import main
 from ludwig_llm.results import CHECKPOINTS_DIR, MODEL_DIR, TRAINING_STATISTICS
 from ludwig_llm.trainers.checkpoint import STATE_FILE
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def write_config(tmp_path, config: dict, name="config.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ludwig_llm", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=600)
+from tests.processes import cli, kill_when, write_config
 
 
 def test_train_options(make_config, small_dataset_csv, tmp_path, capsys):
@@ -140,22 +123,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(make_config, small_dat
     out = tmp_path / "out"
     run_dir = out / "experiment_run"
     args = ["train", "--config", config, "--dataset", small_dataset_csv, "--output_directory", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "ludwig_llm", *args], cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 300
-        while not _checkpoint_steps(run_dir):
-            assert process.poll() is None, f"training ended before its first checkpoint:\n{process.stderr.read()}"
-            assert time.time() < deadline, "no checkpoint within 5 minutes"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(["-m", "ludwig_llm", *args], lambda: bool(_checkpoint_steps(run_dir)), "the first checkpoint")
     killed_at = _checkpoint_steps(run_dir)
     last = killed_at[-1]
     assert last < total, "the process finished before it was killed; make the run longer"

@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
-import yaml
 
 from ludwig_llm.cli import main
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ludwig_llm", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
+from tests.processes import kill_when, write_config
 
 
 def kill_at(fault: str, args, tmp_path, timeout: float = 300) -> None:
     """Run `ludwig_llm ARGS` with `fault` injected (tests/reliability/inject.py) and SIGKILL it once it reaches the fault."""
     marker = tmp_path / f"reached_{fault}"
-    process = subprocess.Popen([sys.executable, "-m", "tests.reliability.inject", fault, str(marker), "--", *map(str, args)],
-                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + timeout
-        while not marker.exists():
-            if process.poll() is not None:
-                raise AssertionError(f"the process ended (exit {process.returncode}) before reaching {fault}:\n"
-                                     f"{process.stderr.read()[-3000:]}")
-            assert time.time() < deadline, f"{fault} not reached within {timeout} s"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-
-
-def write_config(directory: pathlib.Path, config: dict, name: str = "config.yaml") -> str:
-    path = directory / name
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+    kill_when(["-m", "tests.reliability.inject", fault, str(marker), "--", *args], marker.exists, f"reaching {fault}", timeout)
 
 
 def one_error_line(stderr: str) -> str:

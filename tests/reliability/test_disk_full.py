@@ -17,7 +17,8 @@ import ludwig_llm.trainers.checkpoint as checkpoint_module
 from ludwig_llm.cli import main
 from ludwig_llm.results import list_checkpoints, read_run_state
 from ludwig_llm.trainers.checkpoint import read_checkpoint
-from tests.reliability.conftest import one_error_line, write_config
+from tests.processes import write_config
+from tests.reliability.conftest import one_error_line
 
 NO_SPACE = "error: no space left on device while writing"
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ludwig_llm.cli import main
-from tests.reliability.conftest import one_error_line, write_config
+from tests.processes import write_config
+from tests.reliability.conftest import one_error_line
 
 
 def rows_with_empty_inputs(small_dataset, empty=(3, 7, 8)):

@@ -10,7 +10,8 @@ import pytest
 
 from ludwig_llm.results import latest_checkpoint_in, list_checkpoints
 from ludwig_llm.trainers.checkpoint import read_checkpoint
-from tests.reliability.conftest import cli, kill_at, write_config
+from tests.processes import cli, write_config
+from tests.reliability.conftest import kill_at
 
 ROWS = 40
 

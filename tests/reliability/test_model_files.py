@@ -4,7 +4,6 @@ hub id: one line that names the file (or the id) and what to do, exit 1, no trac
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -12,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from ludwig_llm.cli import main
 from ludwig_llm.models.bundle import MANIFEST_FILE
-from tests.reliability.conftest import cli, one_error_line, write_config
+from tests.processes import cli, write_config
+from tests.reliability.conftest import one_error_line
 
 ADAPTER = "adapter_model.safetensors"
 

@@ -9,7 +9,8 @@ import pytest
 
 from ludwig_llm.cli import main
 from ludwig_llm.results import RUN_STATE, read_run_state
-from tests.reliability.conftest import kill_at, one_error_line, write_config
+from tests.processes import write_config
+from tests.reliability.conftest import kill_at, one_error_line
 
 
 @pytest.mark.slow  # a killed training process, then two more runs: about 30 s
