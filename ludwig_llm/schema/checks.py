@@ -110,7 +110,7 @@ def output_type_fits_trainer(config) -> Iterator[ConfigIssue]:
             )
 
 
-PREFERENCE_TYPES = ("dpo", "orpo", "kto")
+PREFERENCE_TYPES = ("dpo", "orpo", "kto", "grpo")  # trainers on the finetune loop with a loss of their own
 TRAINING_TYPES = ("finetune",) + PREFERENCE_TYPES  # trainer types that update weights with the finetune loop
 
 
@@ -281,5 +281,5 @@ def packing_needs_real_tokens_only(config) -> Iterator[ConfigIssue]:
             True,
         )
     if trainer.type in PREFERENCE_TYPES:
-        yield ConfigIssue("trainer.packing", f"the '{trainer.type}' trainer scores each row's responses as whole "
-                          "sequences and does not pack them; set packing to false.", True)
+        yield ConfigIssue("trainer.packing", f"the '{trainer.type}' trainer scores each response as a whole "
+                          "sequence and does not pack them; set packing to false.", True)
