@@ -1,0 +1,97 @@
+"""grpo on the tiny model through LudwigLLM.train: online sampling with registered and API rewards, its statistics
+and validation reward; configs and data the trainer cannot use are refused naming the key, column or row."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from ludwig_llm.api import LudwigLLM
+from ludwig_llm.errors import ConfigValidationError, UserError
+from ludwig_llm.results import MODEL_DIR
+from ludwig_llm.schema import load_config
+from ludwig_llm.schema.registry import trainer_registry
+from tests.conftest import record_rows
+
+MINIMAL = {"model_type": "llm", "base_model": "unused", "input_features": [{"name": "p", "type": "text"}],
+           "output_features": [{"name": "c", "type": "text"}]}
+
+
+def grpo_trainer(**changes):
+    return {"_replace": True, "type": "grpo", "max_steps": 3, "batch_size": 4, "learning_rate": 0.005, "logging_steps": 1,
+            "grpo_num_generations": 4, "rollout": {"max_new_tokens": 6}, **changes}
+
+
+def test_grpo_is_registered_with_ludwigs_keys_and_defaults():
+    grpo = trainer_registry.get("grpo")
+    fields = {f.name: f.default for f in grpo.__dataclass_fields__.values()}
+    assert {"grpo_beta": 0.04, "grpo_epsilon": 0.2, "grpo_num_generations": 4, "validation_metric": "reward"}.items() <= fields.items()
+    assert load_config({**MINIMAL, "trainer": {"type": "grpo", "beta": 0.1}}).trainer.grpo_beta == 0.1
+
+
+def test_grpo_samples_scores_and_reports_rewards(make_config, tmp_path):
+    def short(completions, rows):  # a reward the tiny random model can earn: fewer characters
+        return [-len(c) / 20 for c in completions]
+
+    config = make_config(trainer=grpo_trainer(max_steps=8, eval_steps=4, rewards=[{"type": "regex", "pattern": r"\d", "full_match": False},
+                                                                                   {"type": "exact_match", "weight": 2.0}]))
+    results = LudwigLLM(config).train(dataset=pd.DataFrame(record_rows(40)), output_directory=str(tmp_path / "results"), rewards=[short])
+    steps = results.training_statistics["steps"]
+    print("grpo steps (reward, kl):", [(round(s["reward"], 3), round(s["kl"], 5)) for s in steps])
+    keys = {"loss", "reward", "reward_regex", "reward_exact_match", "reward_short", "kl", "clip_ratio", "completion_length"}
+    assert len(steps) == 8 and all(keys <= set(step) for step in steps)
+    for step in steps:  # the total is the weighted sum of the rewards
+        assert step["reward"] == pytest.approx(step["reward_regex"] + 2 * step["reward_exact_match"] + step["reward_short"], abs=1e-5)
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert steps[-1]["kl"] > 0
+    assert sum(s["reward_short"] for s in steps[-3:]) > sum(s["reward_short"] for s in steps[:3])
+    validation = [e["validation"] for e in results.training_statistics["evaluations"]]
+    assert len(validation) == 2 and {"reward", "reward_regex", "reward_exact_match", "reward_short"} <= set(validation[0])
+    assert results.training_statistics["best"]["metric"] == "reward"
+    assert os.path.isfile(os.path.join(results.run_directory, MODEL_DIR, "adapter_model.safetensors"))
+
+
+def test_grpo_without_an_adapter_uses_a_frozen_reference_copy(make_config, tmp_path):
+    config = make_config(trainer=grpo_trainer(max_steps=2, learning_rate=1e-3, rewards=["exact_match"]))
+    config["adapter"] = None
+    results = LudwigLLM(config).train(dataset=pd.DataFrame(record_rows(20)), output_directory=str(tmp_path / "results"))
+    steps = results.training_statistics["steps"]
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6) and steps[-1]["kl"] > 0
+
+
+@pytest.mark.parametrize("rewards, functions, dataset_change, message", [
+    ([], [], None, "trainer.rewards: the grpo trainer needs at least one reward"),
+    ([{"type": "exact_match", "column": "answer"}], [], None, "trainer.rewards[0] (exact_match) compares against column 'answer', which the training split does not have"),
+    (["numeric_answer"], [], lambda df: df.assign(record=df["record"].where(df.index != 1, "none")),
+     "trainer.rewards[0] (numeric_answer): the reference in column 'record' has no number in training row 1"),
+    (["exact_match"], [], lambda df: df.assign(record=df["record"].where(df.index != 2, " ")), "column 'record' is empty in training row 2"),
+    ([], [lambda completions, rows: [1.0]], None, "returned 1 scores for 16 completions"),
+])
+def test_bad_rewards_are_refused_naming_the_key_column_or_row(make_config, tmp_path, rewards, functions, dataset_change, message):
+    config = make_config(trainer=grpo_trainer(max_steps=1, rewards=rewards), preprocessing={"split": {"type": "fixed"}})
+    dataset = pd.DataFrame(record_rows(8)).assign(split=0)
+    if dataset_change is not None:
+        dataset = dataset_change(dataset)
+    with pytest.raises(UserError) as error:
+        LudwigLLM(config).train(dataset=dataset, output_directory=str(tmp_path / "results"), rewards=functions)
+    assert message in str(error.value)
+
+
+def test_reward_functions_are_for_grpo_only(make_config, tmp_path):
+    with pytest.raises(UserError, match="rewards= is for trainer type 'grpo'"):
+        LudwigLLM(make_config()).train(dataset=pd.DataFrame(record_rows(8)), rewards=[lambda c, r: [0.0] * len(c)])
+
+
+@pytest.mark.parametrize("trainer, path", [
+    ({"type": "grpo", "rewards": [{"type": "regex", "pattern": "(unclosed"}]}, "trainer.rewards[0].pattern"),
+    ({"type": "grpo", "rewards": ["exact_mach"]}, "trainer.rewards[0].type"),
+    ({"type": "grpo", "rewards": [{"type": "numeric_answer", "tolerance": -1}]}, "trainer.rewards[0].tolerance"),
+    ({"type": "grpo", "grpo_num_generations": 1}, "trainer.grpo_num_generations"),
+    ({"type": "grpo", "packing": True}, "trainer.packing"),
+])
+def test_bad_grpo_configs_are_refused_at_check_time(trainer, path):
+    with pytest.raises(ConfigValidationError) as error:
+        load_config({**MINIMAL, "trainer": trainer})
+    assert [issue.path for issue in error.value.issues] == [path]
