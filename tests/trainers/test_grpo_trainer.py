@@ -32,7 +32,7 @@ def test_grpo_is_registered_with_ludwigs_keys_and_defaults():
 
 
 def test_grpo_samples_scores_and_reports_rewards(make_config, tmp_path):
-    def short(completions, rows):  # a reward the tiny random model can earn: fewer characters
+    def short(completions, rows):  # an API reward function; its name names its statistic
         return [-len(c) / 20 for c in completions]
 
     config = make_config(trainer=grpo_trainer(max_steps=8, eval_steps=4, rewards=[{"type": "regex", "pattern": r"\d", "full_match": False},
@@ -45,8 +45,8 @@ def test_grpo_samples_scores_and_reports_rewards(make_config, tmp_path):
     for step in steps:  # the total is the weighted sum of the rewards
         assert step["reward"] == pytest.approx(step["reward_regex"] + 2 * step["reward_exact_match"] + step["reward_short"], abs=1e-5)
     assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
-    assert steps[-1]["kl"] > 0
-    assert sum(s["reward_short"] for s in steps[-3:]) > sum(s["reward_short"] for s in steps[:3])
+    assert steps[-1]["kl"] > 0  # the policy moved away from it (that rewards rise is shown on SmolLM2: test_grpo_smollm2.py)
+    assert all(0 < s["completion_length"] <= 6 for s in steps) and all(0 <= s["clip_ratio"] <= 1 for s in steps)
     validation = [e["validation"] for e in results.training_statistics["evaluations"]]
     assert len(validation) == 2 and {"reward", "reward_regex", "reward_exact_match", "reward_short"} <= set(validation[0])
     assert results.training_statistics["best"]["metric"] == "reward"
@@ -54,9 +54,10 @@ def test_grpo_samples_scores_and_reports_rewards(make_config, tmp_path):
 
 
 def test_grpo_without_an_adapter_uses_a_frozen_reference_copy(make_config, tmp_path):
-    config = make_config(trainer=grpo_trainer(max_steps=2, learning_rate=1e-3, rewards=["exact_match"]))
+    config = make_config(trainer=grpo_trainer(max_steps=3, learning_rate=1e-3))
     config["adapter"] = None
-    results = LudwigLLM(config).train(dataset=pd.DataFrame(record_rows(20)), output_directory=str(tmp_path / "results"))
+    results = LudwigLLM(config).train(dataset=pd.DataFrame(record_rows(20)), output_directory=str(tmp_path / "results"),
+                                      rewards=[lambda completions, rows: [len(c) / 20 for c in completions]])
     steps = results.training_statistics["steps"]
     assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6) and steps[-1]["kl"] > 0
 
