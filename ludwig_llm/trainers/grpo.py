@@ -52,11 +52,22 @@ def run_grpo(job: GRPOJob, session) -> dict:
 
 @dataclass
 class Rollout:
-    """One micro-batch's sampled completions: prompt + completion token rows, their advantages and reward sums."""
+    """One micro-batch's sampled completions as generate laid them out: left-padded prompts, then the completions
+    (`input_ids`, `attention_mask`, both (completions, prompt width + completion width); `labels`: the completion
+    tokens, IGNORE_INDEX after each one's end), their advantages and the reward sums."""
 
-    sequences: List[dict]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
     advantages: torch.Tensor
     sums: dict
+
+    def inputs(self, device) -> dict:
+        """Model inputs: positions count real tokens only (as in generate), and logits are computed only where they
+        predict a completion token (the last completion width + 1 positions), sparing the prompts' lm_head."""
+        positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": self.input_ids.to(device), "attention_mask": self.attention_mask.to(device),
+                "position_ids": positions.to(device), "logits_to_keep": self.labels.shape[1] + 1}
 
 
 class GRPORecipe(FineTuneRecipe):
@@ -102,57 +113,62 @@ class GRPORecipe(FineTuneRecipe):
         with torch.no_grad(), self.autocast:
             generated = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=self.sampling, **extra)
         self.model.train()
-        sequences, texts = [], []
-        for number, new in enumerate(generated[:, input_ids.shape[1]:].tolist()):  # prompt-major: G rows per prompt
+        generated = generated.cpu()
+        width = input_ids.shape[1]
+        labels = torch.full_like(generated[:, width:], IGNORE_INDEX)
+        texts = []
+        for number, new in enumerate(generated[:, width:].tolist()):  # prompt-major: G rows per prompt
             completion = _through_first(new, self.eos_ids)
-            prompt = prompts[number // group]
-            sequences.append({"input_ids": prompt + completion, "labels": [IGNORE_INDEX] * len(prompt) + completion})
+            labels[number, :len(completion)] = torch.tensor(completion, dtype=torch.long)
             text = self.tokenizer.decode([t for t in completion if t not in self.eos_ids], skip_special_tokens=True)
             texts.append(clean_output(text, self.config.generation.stop_strings))
+        completed = labels != IGNORE_INDEX
+        attention_mask = torch.cat([attention_mask.cpu().repeat_interleave(group, dim=0), completed.long()], dim=1)
+        input_ids = torch.where(attention_mask.bool(), generated, torch.full_like(generated, self.sampling.pad_token_id))
         scores = self._score(texts, [row["row"] for row in rows for _ in range(group)])
         advantages = group_advantages(scores["total"].view(len(rows), group)).view(-1)
         sums = {"reward_sum": scores["total"].sum().item(), "completions": len(texts),
                 **{f"reward_{r.name}_sum": scores[r.name].sum().item() for r in self.rewards}}
-        return Rollout(sequences, advantages.to(self.device), sums)
+        return Rollout(input_ids, attention_mask, labels, advantages.to(self.device), sums)
 
     def _idle_rollout(self, index: int) -> Rollout:
-        """For a worker without prompts in a micro-batch: one token of a prompt, weighted zero (every worker joins the
-        same collective forward and backward passes)."""
-        prompt = self.job.train_rows[index]["input_ids"]
-        sequence = {"input_ids": prompt, "labels": [IGNORE_INDEX] * (len(prompt) - 1) + prompt[-1:]}
-        return Rollout([sequence], torch.zeros(1, device=self.device), {})
+        """For a worker without prompts in a micro-batch: a prompt's last token as its completion, weighted zero
+        (every worker joins the same collective forward and backward passes)."""
+        prompt = torch.tensor([self.job.train_rows[index]["input_ids"]], dtype=torch.long)
+        return Rollout(prompt, torch.ones_like(prompt), prompt[:, -1:], torch.zeros(1, device=self.device), {})
 
     # ------------------------------------------------------------ the update
 
-    def _reference_token_log_probs(self, inputs: dict) -> torch.Tensor:
+    def _reference_token_log_probs(self, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
                 with self.autocast:
-                    logits = self.reference(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-                return token_log_probs(logits, inputs["labels"])[0]
+                    logits = self.reference(**inputs).logits
+                return token_log_probs(logits, labels)[0]
             self.model.eval()  # the policy without its adapter, and without dropout: the base model it started from
             with self.model.disable_adapter(), self.autocast:
-                logits = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+                logits = self.model(**inputs).logits
             self.model.train()
-            return token_log_probs(logits, inputs["labels"])[0]
+            return token_log_probs(logits, labels)[0]
 
     def train_step(self, micro_batches: List[List[int]]) -> float:
         """Sample and score every micro-batch first (their completion tokens normalise the step's loss), then update."""
         session, strategy, trainer = self.session, self.strategy, self.trainer
         shares = [worker_share(batch, session.rank, session.world_size) for batch in micro_batches]
         rollouts = [self._rollout(share) if share else self._idle_rollout(batch[0]) for share, batch in zip(shares, micro_batches)]
-        own_tokens = sum(sum(label != IGNORE_INDEX for s in r.sequences for label in s["labels"][1:])
-                         for r, share in zip(rollouts, shares) if share)
+        own_tokens = sum((r.labels != IGNORE_INDEX).sum().item() for r, share in zip(rollouts, shares) if share)
         tokens = max(1.0, self._over_workers({"tokens": float(own_tokens)})["tokens"])
         totals = dict.fromkeys(self.statistics, 0.0)
         loss_sum = 0.0
         for index, (rollout, share) in enumerate(zip(rollouts, shares)):
-            inputs = {k: v.to(self.device) for k, v in self.collate(rollout.sequences).items()}
+            inputs = rollout.inputs(self.device)
+            # the kept logits predict the completion: the first of them comes from the prompt's last position
+            labels = torch.cat([torch.full_like(rollout.labels[:, :1], IGNORE_INDEX), rollout.labels], dim=1).to(self.device)
             with strategy.micro_batch(index == len(micro_batches) - 1):
                 with self.autocast:
-                    logits = strategy.train_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-                log_probs, mask = token_log_probs(logits, inputs["labels"])
-                reference = self._reference_token_log_probs(inputs) if trainer.grpo_beta > 0 else log_probs.detach()
+                    logits = strategy.train_model(**inputs).logits
+                log_probs, mask = token_log_probs(logits, labels)
+                reference = self._reference_token_log_probs(inputs, labels) if trainer.grpo_beta > 0 else log_probs.detach()
                 losses, kl, clipped = grpo_token_losses(log_probs, log_probs.detach(), reference, rollout.advantages,
                                                         trainer.grpo_beta, trainer.grpo_epsilon)
                 loss = (losses * mask).sum() / tokens * session.world_size

@@ -96,3 +96,37 @@ def test_bad_grpo_configs_are_refused_at_check_time(trainer, path):
     with pytest.raises(ConfigValidationError) as error:
         load_config({**MINIMAL, "trainer": trainer})
     assert [issue.path for issue in error.value.issues] == [path]
+
+
+def test_completion_log_probs_from_the_rollout_layout_equal_those_of_plain_sequences(tiny_model_dir):
+    """The update reads generate's layout (left-padded prompts, positions counting real tokens, logits kept only where
+    they predict completion tokens); each completion token's log-probability is the one of the plain sequence."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ludwig_llm.data.tokenize import IGNORE_INDEX
+    from ludwig_llm.trainers.grpo import Rollout
+    from ludwig_llm.trainers.preference_losses import token_log_probs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    prompts, completions, pad = [[1, 40, 41, 42, 43], [1, 50]], [[60, 61, 2], [70]], 3
+    width, length = max(map(len, prompts)), max(map(len, completions))
+    input_ids = torch.full((2, width + length), pad)
+    attention_mask = torch.zeros_like(input_ids)
+    labels = torch.full((2, length), IGNORE_INDEX)
+    for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+        input_ids[i, width - len(prompt):width + len(completion)] = torch.tensor(prompt + completion)
+        attention_mask[i, width - len(prompt):width + len(completion)] = 1
+        labels[i, :len(completion)] = torch.tensor(completion)
+    rollout = Rollout(input_ids, attention_mask, labels, torch.zeros(2), {})
+    with torch.no_grad():
+        logits = model(**rollout.inputs("cpu")).logits
+    kept, mask = token_log_probs(logits, torch.cat([torch.full((2, 1), IGNORE_INDEX), labels], dim=1))
+    assert logits.shape[1] == length + 1
+    for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+        with torch.no_grad():
+            plain_logits = model(input_ids=torch.tensor([prompt + completion])).logits
+        plain, _ = token_log_probs(plain_logits, torch.tensor([[IGNORE_INDEX] * len(prompt) + completion]))
+        expected = plain[0, len(prompt) - 1:]
+        assert mask[i].sum().item() == len(completion)
+        assert torch.allclose(kept[i, :len(completion)], expected, atol=1e-5), (kept[i], expected)
