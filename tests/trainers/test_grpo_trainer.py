@@ -130,3 +130,36 @@ def test_completion_log_probs_from_the_rollout_layout_equal_those_of_plain_seque
         expected = plain[0, len(prompt) - 1:]
         assert mask[i].sum().item() == len(completion)
         assert torch.allclose(kept[i, :len(completion)], expected, atol=1e-5), (kept[i], expected)
+
+
+def test_grpo_resumes_exactly_where_it_stopped(tiny_model_dir, tmp_path, monkeypatch):
+    """The checkpoint restores the random generators, so the resumed run samples the same completions."""
+    import torch
+
+    from ludwig_llm.results import latest_checkpoint_in
+    from ludwig_llm.trainers.grpo import GRPOJob, run_grpo
+    from ludwig_llm.trainers.session import LocalSession
+    from tests.conftest import tiny_config
+    from tests.trainers.test_trainer_loop import PAD_ID, Interrupted, assert_same_weights, checkpoint_weights, interrupt_after_checkpoint
+
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": [1] + torch.randint(10, 300, (4 + i % 3,), generator=generator).tolist(), "row": {"record": "x"}}
+            for i in range(12)]
+    rows = [{**row, "labels": [-100] * len(row["input_ids"])} for row in rows]
+    config = load_config(tiny_config(tiny_model_dir, adapter={"dropout": 0.1}, trainer=grpo_trainer(
+        max_steps=4, checkpoint_steps=2, checkpoints_to_keep=4, eval_steps=2)))
+
+    def run(run_dir, resume_from=None):
+        os.makedirs(run_dir, exist_ok=True)
+        job = GRPOJob(config_dict=config.to_dict(), base_model_path=tiny_model_dir, train_rows=rows, validation_rows=rows[:3],
+                      pad_token_id=PAD_ID, save_model=False, reward_functions=[lambda completions, _: [len(c) / 10 for c in completions]])
+        return run_grpo(job, LocalSession(str(run_dir), 4, resume_from))
+
+    straight = run(tmp_path / "straight")
+    with monkeypatch.context() as patch:
+        interrupt_after_checkpoint(patch, 2)
+        with pytest.raises(Interrupted):
+            run(tmp_path / "resumed")
+    resumed = run(tmp_path / "resumed", resume_from=latest_checkpoint_in(str(tmp_path / "resumed")))
+    assert resumed["steps"] == straight["steps"] and resumed["evaluations"] == straight["evaluations"]
+    assert_same_weights(checkpoint_weights(tmp_path / "straight", 4), checkpoint_weights(tmp_path / "resumed", 4))
