@@ -281,5 +281,5 @@ def packing_needs_real_tokens_only(config) -> Iterator[ConfigIssue]:
             True,
         )
     if trainer.type in PREFERENCE_TYPES:
-        yield ConfigIssue("trainer.packing", f"the '{trainer.type}' trainer scores each response as a whole "
-                          "sequence and does not pack them; set packing to false.", True)
+        yield ConfigIssue("trainer.packing", f"the '{trainer.type}' trainer scores each row's responses as whole "
+                          "sequences and does not pack them; set packing to false.", True)
