@@ -22,6 +22,7 @@ from typing import Callable, List, Sequence
 import torch
 import torch.distributed as dist
 
+from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.tokenize import IGNORE_INDEX
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import build_generation_config, clean_output, eos_token_ids, generate, left_pad
@@ -83,13 +84,20 @@ class GRPORecipe(FineTuneRecipe):
         self.statistics = ["loss_sum", "kl_sum", "clipped", "tokens", "reward_sum", "completions"] + [
             f"reward_{r.name}_sum" for r in self.rewards]
         trainer, generation = self.trainer, self.config.generation
+        conversation = structured_format(self.config, self.tokenizer)  # a chat input: completions end at the end of turn
+        if conversation is not None:
+            generation = conversation.generation_config(generation)
+        self.stop_token_ids = conversation.stop_token_ids() if conversation is not None else []
+        self.stop_strings = generation.stop_strings
         rollout = trainer.rollout
         sampling = dataclasses.replace(generation, do_sample=True, temperature=rollout.temperature, top_p=rollout.top_p,
                                        top_k=rollout.top_k, max_new_tokens=rollout.max_new_tokens or generation.max_new_tokens,
                                        num_beams=1, min_p=None, typical_p=1.0)
         self.sampling = build_generation_config(self.model, self.tokenizer, sampling)
         self.sampling.num_return_sequences = trainer.grpo_num_generations
-        self.eos_ids = eos_token_ids(self.model, self.tokenizer)
+        eos = eos_token_ids(self.model, self.tokenizer)
+        self.eos_ids = eos + [i for i in self.stop_token_ids if i not in eos]
+        self.sampling.eos_token_id = self.eos_ids
         self.greedy = dataclasses.replace(generation, do_sample=False, num_beams=1)
         self.reference = None
         if trainer.grpo_beta > 0 and self.config.adapter is None:
@@ -108,7 +116,7 @@ class GRPORecipe(FineTuneRecipe):
         rows, group = [self.job.train_rows[i] for i in indices], self.trainer.grpo_num_generations
         prompts = [row["input_ids"] for row in rows]
         input_ids, attention_mask = left_pad(prompts, self.sampling.pad_token_id, self.device)
-        extra = {"tokenizer": self.tokenizer} if self.config.generation.stop_strings else {}
+        extra = {"tokenizer": self.tokenizer} if self.stop_strings else {}
         self.model.eval()
         with torch.no_grad(), self.autocast:
             generated = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=self.sampling, **extra)
@@ -121,7 +129,7 @@ class GRPORecipe(FineTuneRecipe):
             completion = _through_first(new, self.eos_ids)
             labels[number, :len(completion)] = torch.tensor(completion, dtype=torch.long)
             text = self.tokenizer.decode([t for t in completion if t not in self.eos_ids], skip_special_tokens=True)
-            texts.append(clean_output(text, self.config.generation.stop_strings))
+            texts.append(clean_output(text, self.stop_strings))
         completed = labels != IGNORE_INDEX
         attention_mask = torch.cat([attention_mask.cpu().repeat_interleave(group, dim=0), completed.long()], dim=1)
         input_ids = torch.where(attention_mask.bool(), generated, torch.full_like(generated, self.sampling.pad_token_id))
@@ -208,7 +216,7 @@ class GRPORecipe(FineTuneRecipe):
         """Mean rewards of greedy completions of every validation prompt (each worker generates them all)."""
         rows = self.job.validation_rows
         texts = generate(self.model, self.tokenizer, [row["input_ids"] for row in rows], self.greedy,
-                         batch_size=self.trainer.eval_batch_size, progress=False)
+                         batch_size=self.trainer.eval_batch_size, progress=False, stop_token_ids=self.stop_token_ids)
         scores = self._score(texts, [row["row"] for row in rows])
         return {"reward": scores["total"].mean().item(), **{f"reward_{r.name}": scores[r.name].mean().item() for r in self.rewards}}
 

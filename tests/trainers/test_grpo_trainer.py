@@ -163,3 +163,32 @@ def test_grpo_resumes_exactly_where_it_stopped(tiny_model_dir, tmp_path, monkeyp
     resumed = run(tmp_path / "resumed", resume_from=latest_checkpoint_in(str(tmp_path / "resumed")))
     assert resumed["steps"] == straight["steps"] and resumed["evaluations"] == straight["evaluations"]
     assert_same_weights(checkpoint_weights(tmp_path / "straight", 4), checkpoint_weights(tmp_path / "resumed", 4))
+
+
+def test_grpo_samples_the_next_assistant_turn_of_a_conversation(make_config, tmp_path, tiny_model_dir):
+    """With a chat input the prompt is the conversation rendered up to the next assistant turn; the rewards see the
+    completions and the rows, whose reference column is the output feature's."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from ludwig_llm.trainers.grpo_launch import prompt_rows
+
+    seen = []
+
+    def record(completions, rows):
+        seen.extend(rows)
+        return [float(len(c) < 10) for c in completions]
+
+    table = pd.DataFrame(record_rows(12))
+    table["messages"] = [json.dumps([{"role": "user", "content": s}]) for s in table["sentence"]]
+    config = make_config(trainer=grpo_trainer(max_steps=2, rewards=["exact_match"]))
+    config["input_features"] = [{"name": "messages", "type": "chat"}]
+    config.pop("prompt")
+    rows = prompt_rows(table, "training", AutoTokenizer.from_pretrained(tiny_model_dir), load_config(config))
+    prompt = AutoTokenizer.from_pretrained(tiny_model_dir).decode(rows[0]["input_ids"])
+    assert prompt.endswith("<|assistant|>\n") and table["sentence"][0] in prompt and table["record"][0] not in prompt
+    results = LudwigLLM(config).train(dataset=table.drop(columns=["sentence"]), output_directory=str(tmp_path / "results"), rewards=[record])
+    steps = results.training_statistics["steps"]
+    assert len(steps) == 2 and {"reward_exact_match", "reward_record"} <= set(steps[0])
+    assert seen and all("messages" in row and "record" in row for row in seen)
