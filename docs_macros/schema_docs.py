@@ -34,6 +34,7 @@ from ludwig_llm.schema.registry import (
     strategy_registry,
     trainer_registry,
 )
+from ludwig_llm.schema.rewards import reward_registry
 from ludwig_llm.schema.template import default_template
 
 from docs_macros.union_keys import is_required_key
@@ -115,6 +116,11 @@ def get_trainer_schemas() -> List[type]:
     return [cls for _, cls in trainer_registry.items()]
 
 
+def get_reward_schemas() -> List[type]:
+    """The reward types of the `grpo` trainer (`trainer.rewards`)."""
+    return [cls for _, cls in reward_registry.items()]
+
+
 def get_backend_schema(type: str = "ray"):
     return backend_registry.get(type)
 
@@ -161,7 +167,7 @@ SECTION_GETTERS = [
     get_llm_schema, get_prompt_schema, get_default_prompt_templates, get_retrieval_schema, get_retrieval_types,
     get_adapter_schemas, get_adapter_schema,
     get_quantization_schema, get_quantization_schemas, get_rope_scaling_schema, get_rope_scaling_schemas,
-    get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas,
+    get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas, get_reward_schemas,
     get_backend_schema, get_backend_schemas, get_strategy_schemas, get_input_feature_schema, get_output_feature_schema,
     get_output_feature_schemas, get_preprocessing_schema, get_split_schemas, get_input_feature_schemas, get_chat_templates,
 ]

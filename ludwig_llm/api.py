@@ -13,7 +13,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -72,8 +72,12 @@ class LudwigLLM:
     def train(self, dataset=None, *, training_set=None, validation_set=None, test_set=None,
               output_directory: str = "results", experiment_name: str = "experiment", model_name: str = "run",
               random_seed: Optional[int] = None, skip_save_model: bool = False, resume: Optional[str] = None,
-              evaluate_test: bool = False) -> TrainResult:
-        """Preprocess, train and save a run directory; `resume` continues an interrupted run ('latest' or its path)."""
+              evaluate_test: bool = False, rewards: Sequence[Callable] = ()) -> TrainResult:
+        """Preprocess, train and save a run directory; `resume` continues an interrupted run ('latest' or its path).
+        `rewards`: reward functions of the grpo trainer, besides `trainer.rewards`: fn(completions, rows) -> [float],
+        one number per completion text; `rows` are the dataset rows (column -> cell) the completions answer."""
+        if rewards and self.config.trainer.type != "grpo":
+            raise UserError(f"rewards= is for trainer type 'grpo'; this config's trainer is '{self.config.trainer.type}'.")
         if resume and random_seed is not None:
             raise UserError("--random_seed cannot be combined with --resume: a resumed run continues with the seed saved "
                             "in its config (trainer.seed). Leave out --random_seed, or start a new run with it.")
@@ -103,7 +107,7 @@ class LudwigLLM:
             run = TrainingRun(config=config, data=data, tokenizer=tokenizer, base_model_path=base_model_path,
                               run_directory=run_directory, save_model=not skip_save_model, resume=bool(resume),
                               labels=self._labels(data.splits), label_counts=self._label_counts(data.splits),
-                              run_on_workers=run_on_workers)
+                              run_on_workers=run_on_workers, reward_functions=list(rewards))
             training_started = time.time()
             results.mark_run_state(run_directory, results.RUN_TRAINING)
             statistics = load_implementation(config.trainer)(run)  # the trainer type's train function

@@ -79,7 +79,7 @@ def test_check_config_missing_type_message(tmp_path):
     result = cli("check_config", "--config", write(tmp_path, open(SEED_EXAMPLE).read().replace("    type: finetune\n", "")))
     assert result.returncode == 1
     no_traceback(result)
-    assert "  - trainer.type: required, but missing; set it to one of 'finetune', 'none', 'dpo', 'orpo', 'kto'." in result.stderr
+    assert "  - trainer.type: required, but missing; set it to one of 'finetune', 'none', 'dpo', 'orpo', 'kto', 'grpo'." in result.stderr
 
 
 BAD_FILES = {

@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from ludwig_llm.schema import registry
+from ludwig_llm.schema.rewards import reward_registry
 
 # Registries whose types are implemented in code (the rest are plain config sections). A missing `implementation`
 # on a new type fails here, not at run time.
@@ -16,6 +17,7 @@ IMPLEMENTED = {
     "retrieval type": registry.retrieval_registry,
     "backend type": registry.backend_registry,
     "trainer type": registry.trainer_registry,
+    "reward type": reward_registry,
 }
 ENTRIES = [pytest.param(kind, name, id=f"{kind}: {name}") for kind, reg in IMPLEMENTED.items() for name in reg.names()]
 

@@ -3,6 +3,7 @@ result in one fixed sentence, and whose rejected answer is a vague guess (a styl
 
     data.csv  prompt, chosen, rejected   (dpo, orpo)
     kto.csv   prompt, response, label    (kto: each pair gives a desirable and an undesirable row)
+    grpo.csv  pair, answer               (grpo: "17 and 42" -> "42", the larger number, scored by exact match)
 
 Run: python examples/preference/make_data.py
 """
@@ -37,6 +38,14 @@ def main() -> None:
         for pair in pairs:
             writer.writerow({"prompt": pair["prompt"], "response": pair["chosen"], "label": True})
             writer.writerow({"prompt": pair["prompt"], "response": pair["rejected"], "label": False})
+
+    rng = random.Random(1)
+    with open(os.path.join(HERE, "grpo.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["pair", "answer"])
+        writer.writeheader()
+        for _ in range(120):
+            a, b = rng.sample(range(2, 100), 2)
+            writer.writerow({"pair": f"{a} and {b}", "answer": str(max(a, b))})
 
 
 if __name__ == "__main__":

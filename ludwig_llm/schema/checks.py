@@ -110,7 +110,7 @@ def output_type_fits_trainer(config) -> Iterator[ConfigIssue]:
             )
 
 
-PREFERENCE_TYPES = ("dpo", "orpo", "kto")
+PREFERENCE_TYPES = ("dpo", "orpo", "kto", "grpo")  # trainers on the finetune loop with a loss of their own
 TRAINING_TYPES = ("finetune",) + PREFERENCE_TYPES  # trainer types that update weights with the finetune loop
 
 

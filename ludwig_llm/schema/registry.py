@@ -26,7 +26,7 @@ KNOWN_OTHER_CONCEPTS = frozenset({
     # Ludwig's sections and keys without a counterpart here
     "adapters", "hyperopt", "combiner", "defaults", "ludwig_version", "splitter", "output_logits", "proc_column",
     # Ludwig's trainer types not registered here
-    "grpo", "ecd",
+    "ecd",
     # transformers generation settings
     "num_beam_groups", "diversity_penalty", "penalty_alpha", "num_return_sequences", "epsilon_cutoff", "eta_cutoff",
 })

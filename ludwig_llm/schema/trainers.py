@@ -13,9 +13,10 @@ from typing import Any, ClassVar, List, Optional
 import marshmallow
 
 from ludwig_llm.schema import ludwig
-from ludwig_llm.schema.base import BaseConfig, config_class
-from ludwig_llm.schema.fields import Impact, nested, option
+from ludwig_llm.schema.base import CLASS_OF_SCHEMA, BaseConfig, config_class
+from ludwig_llm.schema.fields import Impact, TypedUnion, _metadata, nested, option
 from ludwig_llm.schema.registry import trainer_registry
+from ludwig_llm.schema.rewards import reward_registry
 
 VALIDATION_METRICS = ["loss", "perplexity", "next_token_accuracy"]
 
@@ -191,13 +192,27 @@ class NoneTrainerConfig(BaseTrainerConfig):
     seed: int = option(42, "Random seed for retrieval sampling and data splits.", impact=Impact.LOW)
 
 
-# ---------------------------------------------------------------- preference trainers (dpo, orpo, kto)
+# ---------------------------------------------------------------- preference trainers (dpo, orpo, kto) and grpo
 
 PREFERENCE_VALIDATION_METRICS = ["loss", "reward_accuracy", "reward_margin"]
 
 
 @config_class
-class _PreferenceTrainerConfig(FineTuneTrainerConfig):
+class _BetaTrainerConfig(FineTuneTrainerConfig):
+    """A trainer with a coefficient `<type>_beta` (dpo, orpo, kto, grpo)."""
+
+    beta_key: ClassVar[str]  # the type's own name of the KL coefficient, which Ludwig's examples spell `beta`
+
+    @marshmallow.pre_load
+    def _ludwig_beta(self, data, **kwargs):
+        """Ludwig's examples spell the type's `<type>_beta` as `beta` (one hook, inherited by every such type)."""
+        if not (isinstance(data, dict) and "beta" in data):
+            return data
+        return ludwig.rename(data, "beta", CLASS_OF_SCHEMA[type(self)].beta_key)
+
+
+@config_class
+class _PreferenceTrainerConfig(_BetaTrainerConfig):
     """The finetune loop's settings, with a preference loss in place of the token cross-entropy."""
 
     # No `auto`: the batch size search measures single-sequence rows, a preference row holds two.
@@ -215,6 +230,16 @@ class _PreferenceTrainerConfig(FineTuneTrainerConfig):
 
 
 @config_class
+class _ReferenceTrainerConfig(_PreferenceTrainerConfig):
+    """A preference trainer with a reference model (dpo, kto)."""
+
+    precompute_ref_log_probs: bool = option(
+        False, "Compute the reference model's log-probabilities of every row once before training, instead of one extra "
+        "forward pass per step; without an adapter the reference copy is then freed.", impact=Impact.LOW,
+    )
+
+
+@config_class
 class _PairTrainerConfig(_PreferenceTrainerConfig):
     """A preference trainer whose rows hold a chosen and a rejected response."""
 
@@ -225,7 +250,7 @@ class _PairTrainerConfig(_PreferenceTrainerConfig):
 
 @trainer_registry.register("dpo")
 @config_class
-class DPOTrainerConfig(_PairTrainerConfig):
+class DPOTrainerConfig(_PairTrainerConfig, _ReferenceTrainerConfig):
     """Direct Preference Optimization: raises the chosen response's likelihood over the rejected one's, relative to the
     reference model (the base model with the adapter switched off, or a frozen copy without an adapter). Data: a prompt,
     a chosen response (the output feature) and a rejected response (`rejected_column`)."""
@@ -233,11 +258,7 @@ class DPOTrainerConfig(_PairTrainerConfig):
     title = "DPO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("dpo", "Trainer type.", choices=["dpo"], impact=Impact.HIGH)
-
-    @marshmallow.pre_load
-    def _ludwig_beta(self, data, **kwargs):
-        """Ludwig's examples spell it `beta`."""
-        return ludwig.rename(data, "beta", "dpo_beta")
+    beta_key = "dpo_beta"
     dpo_beta: float = option(
         0.1, "Strength of the pull towards the reference model: larger keeps the policy closer to it. Rewards are "
         "`dpo_beta` times the log-probability ratio to the reference.", min=0.0, min_inclusive=False, impact=Impact.HIGH,
@@ -251,10 +272,6 @@ class DPOTrainerConfig(_PairTrainerConfig):
         0.0, "Assumed share of flipped preference labels (conservative DPO), for the `sigmoid` loss; 0 trusts every label.",
         min=0.0, max=0.5, max_inclusive=False, impact=Impact.LOW,
     )
-    precompute_ref_log_probs: bool = option(
-        False, "Compute the reference model's log-probabilities of every row once before training, instead of one extra "
-        "forward pass per step; without an adapter the reference copy is then freed.", impact=Impact.LOW,
-    )
 
 
 @trainer_registry.register("orpo")
@@ -266,11 +283,7 @@ class ORPOTrainerConfig(_PairTrainerConfig):
     title = "ORPO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("orpo", "Trainer type.", choices=["orpo"], impact=Impact.HIGH)
-
-    @marshmallow.pre_load
-    def _ludwig_beta(self, data, **kwargs):
-        """Ludwig's examples spell it `beta`."""
-        return ludwig.rename(data, "beta", "orpo_beta")
+    beta_key = "orpo_beta"
     orpo_beta: float = option(
         0.1, "Weight of the odds-ratio term against the chosen response's token loss (the paper's lambda).",
         min=0.0, min_inclusive=False, impact=Impact.HIGH,
@@ -279,23 +292,72 @@ class ORPOTrainerConfig(_PairTrainerConfig):
 
 @trainer_registry.register("kto")
 @config_class
-class KTOTrainerConfig(_PreferenceTrainerConfig):
+class KTOTrainerConfig(_ReferenceTrainerConfig):
     """Kahneman-Tversky Optimization: learns from single responses labelled desirable or not, no pairs needed. Data: a
     prompt, a response (the output feature) and a boolean `label_column` (true: desirable)."""
 
     title = "KTO"
     implementation = "ludwig_llm.trainers.preference_launch:train"
     type: str = option("kto", "Trainer type.", choices=["kto"], impact=Impact.HIGH)
-
-    @marshmallow.pre_load
-    def _ludwig_beta(self, data, **kwargs):
-        """Ludwig's examples spell it `beta`."""
-        return ludwig.rename(data, "beta", "kto_beta")
+    beta_key = "kto_beta"
     kto_beta: float = option(0.1, "Strength of the pull towards the reference model, as `dpo_beta`.", min=0.0, min_inclusive=False, impact=Impact.HIGH)
     desirable_weight: float = option(1.0, "Loss weight of desirable rows; raise it when they are fewer than undesirable ones.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
     undesirable_weight: float = option(1.0, "Loss weight of undesirable rows.", min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
     label_column: str = option("label", "Boolean column: true when the row's response is desirable, false when it is not.", impact=Impact.HIGH)
-    precompute_ref_log_probs: bool = option(
-        False, "Compute the reference model's log-probabilities of every row once before training, instead of one extra "
-        "forward pass per step; without an adapter the reference copy is then freed.", impact=Impact.LOW,
+
+
+# ---------------------------------------------------------------- grpo: online sampling, rewards
+
+@config_class
+class RolloutConfig(BaseConfig):
+    """How the `grpo` trainer samples its completions; the other decoding settings (stop strings, repetition penalty)
+    are the `generation` section's."""
+
+    title = "Rollouts"
+    max_new_tokens: Optional[int] = option(None, "Most tokens per sampled completion; null uses `generation.max_new_tokens`.", min=1, impact=Impact.HIGH)
+    temperature: float = option(1.0, "Sampling temperature: 1 samples the policy as it is, the on-policy choice.", min=0.0, min_inclusive=False, impact=Impact.HIGH)
+    top_p: float = option(1.0, "Nucleus sampling mass; 1 turns it off.", min=0.0, max=1.0, min_inclusive=False, impact=Impact.MEDIUM)
+    top_k: int = option(0, "Sample only among the k most likely tokens; 0 turns it off.", min=0, impact=Impact.MEDIUM)
+
+
+class RewardList(marshmallow.fields.List):
+    """`rewards`: registered reward types, each a mapping with its `type` (or a bare type name)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(TypedUnion(reward_registry), **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else [reward.to_dict() for reward in value]
+
+
+@trainer_registry.register("grpo")
+@config_class
+class GRPOTrainerConfig(_BetaTrainerConfig):
+    """Group Relative Policy Optimization (Shao et al. 2024, DeepSeekMath): each step samples `grpo_num_generations`
+    completions of every prompt from the current model, scores them with `rewards`, and raises the likelihood of the
+    completions that beat their group's mean reward, with a KL penalty towards the reference model (the base model with
+    the adapter switched off, or a frozen copy without an adapter). Data: a prompt (the input feature) and, for rewards
+    that compare, a reference answer (the output feature's column, or the reward's `column`)."""
+
+    title = "GRPO"
+    implementation = "ludwig_llm.trainers.grpo_launch:train"
+    type: str = option("grpo", "Trainer type.", choices=["grpo"], impact=Impact.HIGH)
+    beta_key = "grpo_beta"
+    batch_size: int = option(4, "Prompts per forward pass; each brings `grpo_num_generations` completions.", min=1, impact=Impact.HIGH)
+    eval_batch_size: int = option(8, "Prompts per generation batch during validation.", min=1, impact=Impact.LOW)
+    learning_rate: float = option(5e-5, "Peak learning rate (1e-6 to 1e-4 with LoRA).", min=0.0, min_inclusive=False, impact=Impact.HIGH)
+    validation_metric: str = option(
+        "reward", "Validation metric that picks the best checkpoint and drives early stopping: the mean weighted `reward` "
+        "of greedy completions of the validation prompts (higher is better).", choices=["reward"], impact=Impact.MEDIUM,
     )
+    grpo_beta: float = option(0.04, "Weight of the KL penalty towards the reference model; 0 drops it (and the reference "
+                              "forward pass).", min=0.0, impact=Impact.HIGH)
+    grpo_epsilon: float = option(0.2, "Clip range of the probability ratio to the sampling policy (PPO's epsilon).",
+                                 min=0.0, min_inclusive=False, impact=Impact.MEDIUM)
+    grpo_num_generations: int = option(4, "Completions sampled per prompt (the group whose rewards are normalised).", min=2, impact=Impact.HIGH)
+    rollout: RolloutConfig = nested(RolloutConfig, "Sampling of the completions.", impact=Impact.HIGH)
+    rewards: List[Any] = dataclasses.field(default_factory=list, metadata={"marshmallow_field": RewardList(metadata=_metadata(
+        "Reward types scoring each completion; a completion's reward is their weighted sum. The Python API adds "
+        "functions: `LudwigLLM(config).train(dataset, rewards=[fn])`, `fn(completions, rows) -> [float]`. At least "
+        "one reward, in the config or the API, is needed.", Impact.HIGH, [{"type": "exact_match", "weight": 1.0}], False,
+        registry=reward_registry, key="type"))})

@@ -18,8 +18,9 @@ def train(run: TrainingRun) -> dict:
     return launch(run, run_finetune, list(data.train.examples), list(data.validation.examples))
 
 
-def launch(run: TrainingRun, worker, train_rows: list, validation_rows: list) -> dict:
-    """Run `worker` (run_finetune, or a recipe built on it) on the backend's workers with these encoded rows."""
+def launch(run: TrainingRun, worker, train_rows: list, validation_rows: list, job_class=FineTuneJob, **job_fields) -> dict:
+    """Run `worker` (run_finetune, or a recipe built on it) on the backend's workers with these encoded rows, in a
+    `job_class` job (FineTuneJob or a subclass, whose own fields come in `job_fields`)."""
     data = run.data
     resume_from = latest_checkpoint_in(run.run_directory) if run.resume else None
     if run.resume and resume_from is None:
@@ -28,8 +29,8 @@ def launch(run: TrainingRun, worker, train_rows: list, validation_rows: list) ->
     with tempfile.TemporaryDirectory(prefix="ludwig_llm_retrieval_") as retrieval_dir:
         if data.retriever is not None:
             data.retriever.save(retrieval_dir)
-        job = FineTuneJob(config_dict=run.config.to_dict(), base_model_path=run.base_model_path,
+        job = job_class(config_dict=run.config.to_dict(), base_model_path=run.base_model_path,
                           train_rows=train_rows, validation_rows=validation_rows,
                           pad_token_id=pad_token_id_of(run.tokenizer), save_model=run.save_model, labels=run.labels,
-                          retriever_directory=retrieval_dir if data.retriever is not None else None)
+                          retriever_directory=retrieval_dir if data.retriever is not None else None, **job_fields)
         return run.run_on_workers(worker, job, resume_from)

@@ -3,6 +3,10 @@
 A pair row (dpo, orpo) holds the chosen response as `input_ids`/`labels` (so the finetune loop's
 length grouping and token counts apply unchanged) and the rejected one as `rejected_input_ids`/
 `rejected_labels`. A kto row holds its one response and `desirable` (bool).
+
+With a `chat` input feature the prompt is the row's conversation and each response is its final assistant turn,
+rendered with the chat template; only that turn carries labels (earlier assistant turns are context, the same in
+both responses).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import List
 import numpy as np
 import pandas as pd
 
+from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.prompt import cell_text, prompt_texts
 from ludwig_llm.data.tokenize import encode_for_training
 from ludwig_llm.errors import UserError
@@ -62,12 +67,22 @@ def encode_preference_rows(df: pd.DataFrame, split: str, tokenizer, config, retr
     if df is None or len(df) == 0:
         return []
     check_preference_table(df, split, config)
-    trainer = config.trainer
-    prompts = prompt_texts(df, tokenizer, config, retriever)
-    chosen = encode_for_training(prompts, [cell_text(v) for v in df[config.output_feature.column_name()]], tokenizer, config)
+    trainer, response_column = config.trainer, config.output_feature.column_name()
+    conversation = structured_format(config, tokenizer)
+    if conversation is not None:  # the response is the conversation's final assistant turn
+        conversation.last_turn_only = True
+
+        def encode(column: str):
+            return conversation.encode_for_training(df.assign(**{response_column: df[column]}), split=split)
+    else:
+        prompts = prompt_texts(df, tokenizer, config, retriever)
+
+        def encode(column: str):
+            return encode_for_training(prompts, [cell_text(v) for v in df[column]], tokenizer, config)
+    chosen = encode(response_column)
     _refuse_dropped(chosen.row_numbers, len(df), split, "chosen")
     if trainer.type in PAIR_TRAINERS:
-        rejected = encode_for_training(prompts, [cell_text(v) for v in df[trainer.rejected_column]], tokenizer, config)
+        rejected = encode(trainer.rejected_column)
         _refuse_dropped(rejected.row_numbers, len(df), split, "rejected")
         return [{"input_ids": c["input_ids"], "labels": c["labels"],
                  "rejected_input_ids": r["input_ids"], "rejected_labels": r["labels"]}

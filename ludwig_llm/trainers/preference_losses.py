@@ -15,13 +15,20 @@ import torch.nn.functional as F
 from ludwig_llm.data.tokenize import IGNORE_INDEX
 
 
-def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-probability of each row's labelled tokens, their number): a causal LM's logits at position t
-    predict the token at t + 1, and labels of IGNORE_INDEX (prompt, padding) are left out."""
+def token_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(log-probability of each labelled token, zero elsewhere; the mask of labelled tokens), both (rows, length - 1):
+    a causal LM's logits at position t predict the token at t + 1, and labels of IGNORE_INDEX (prompt, padding) are
+    left out."""
     logits, labels = logits[:, :-1, :], labels[:, 1:]
     mask = labels != IGNORE_INDEX
-    token_log_probs = torch.gather(logits.float().log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token_log_probs * mask).sum(-1), mask.sum(-1)
+    values = torch.gather(logits.float().log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return values * mask, mask
+
+
+def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-probability of each row's labelled tokens, their number)."""
+    values, mask = token_log_probs(logits, labels)
+    return values.sum(-1), mask.sum(-1)
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,

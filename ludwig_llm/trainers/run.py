@@ -9,7 +9,7 @@ chooses between this process and a Ray cluster: the backend does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 
 @dataclass
@@ -28,3 +28,5 @@ class TrainingRun:
     # `base_model_path`, `retriever_directory` (a Ray backend copies both where every worker can read them) and
     # `save_model` (then the worker saves the model with `session.save_model`), as FineTuneJob.
     run_on_workers: Callable[[Callable, Any, Optional[str]], dict]
+    # The reward functions given to LudwigLLM.train(rewards=[...]) (the grpo trainer's), fn(completions, rows) -> [float].
+    reward_functions: Sequence[Callable] = ()

@@ -113,7 +113,7 @@ def test_strategy_snippets_name_the_ray_backend(site):
 def test_required_keys_read_as_required(site):
     """Review error 1: `type` of features and trainers and quantization `bits` were shown with a default."""
     expected = {
-        "configuration/trainer": ("type", 5),
+        "configuration/trainer": ("type", 10),  # six trainer types and four reward types
         "configuration/features/text_features": ("type", 2),
         "configuration/features/category_features": ("type", 1),
         "configuration/large_language_model": ("bits", 2),

@@ -105,7 +105,7 @@ def test_typos_get_a_suggestion(data, path):
 
 @pytest.mark.parametrize("data, path", [
     (with_(adapter="xlora"), "adapter.type"),  # another peft tuner, not a typo of lora
-    (with_(trainer={"type": "grpo"}), "trainer.type"),
+    (with_(trainer={"type": "ecd"}), "trainer.type"),
     (with_(generation={"num_return_sequences": 2}), "generation.num_return_sequences"),
 ])
 def test_other_known_concepts_get_no_suggestion(data, path):

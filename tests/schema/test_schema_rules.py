@@ -255,7 +255,7 @@ def test_a_mapping_without_its_type_is_refused_with_a_clear_message():
     """`trainer: {epochs: 3}` does not guess the trainer: the type must be explicit."""
     issue = only_issue(config(trainer={"epochs": 3}))
     assert issue.path == "trainer.type"
-    assert issue.message == "required, but missing; set it to one of 'finetune', 'none', 'dpo', 'orpo', 'kto'."
+    assert issue.message == "required, but missing; set it to one of 'finetune', 'none', 'dpo', 'orpo', 'kto', 'grpo'."
     issue = only_issue(config(quantization={"bnb_4bit_quant_type": "nf4"}))
     assert issue.path == "quantization.bits" and "one of 4, 8" in issue.message
     issue = only_issue(config(output_features=[{"name": "response"}]))

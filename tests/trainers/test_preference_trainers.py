@@ -155,3 +155,49 @@ def test_ludwigs_beta_is_read_as_the_trainers_beta():
             "output_features": [{"name": "c", "type": "text"}]}
     assert load_config({**data, "trainer": {"type": "dpo", "beta": 0.3}}).trainer.dpo_beta == 0.3
     assert load_config({**data, "trainer": {"type": "kto", "beta": 0.2}}).trainer.kto_beta == 0.2
+
+
+# ------------------------------------------------------------------ chat-form preference data
+
+
+def chat_preference_table(count: int = 24) -> pd.DataFrame:
+    """The record task as conversations: an earlier exchange, then the sentence; the responses are the last assistant turn."""
+    table = preference_table(count)
+    table["messages"] = [json.dumps([{"role": "user", "content": "Extract records."}, {"role": "assistant", "content": "Ready."},
+                                     {"role": "user", "content": sentence}]) for sentence in table["sentence"]]
+    return table.drop(columns=["sentence"])
+
+
+def chat_config(make_config, trainer_type: str):
+    config = make_config(trainer={"_replace": True, "type": trainer_type, "max_steps": 2, "batch_size": 4, "learning_rate": 0.005,
+                                  "logging_steps": 1, "eval_steps": 2})
+    config["input_features"] = [{"name": "messages", "type": "chat"}]
+    config.pop("prompt")
+    return config
+
+
+def test_chat_preference_rows_share_the_conversation_and_label_only_the_final_turn(make_config, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from ludwig_llm.data.tokenize import IGNORE_INDEX
+    from ludwig_llm.trainers.preference_data import encode_preference_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    table = chat_preference_table(3)
+    rows = encode_preference_rows(table, "training", tokenizer, load_config(chat_config(make_config, "dpo")))
+    for row, (_, cells) in zip(rows, table.iterrows()):
+        chosen_prompt = row["labels"].index(next(label for label in row["labels"] if label != IGNORE_INDEX))
+        rejected_prompt = row["rejected_labels"].index(next(label for label in row["rejected_labels"] if label != IGNORE_INDEX))
+        assert chosen_prompt == rejected_prompt and row["input_ids"][:chosen_prompt] == row["rejected_input_ids"][:chosen_prompt]
+        prompt_text = tokenizer.decode(row["input_ids"][:chosen_prompt])
+        assert "Ready." in prompt_text and "<|assistant|>" in prompt_text  # the earlier turn is context, not labelled
+        labelled = tokenizer.decode([label for label in row["labels"] if label != IGNORE_INDEX])
+        assert labelled.startswith(cells["record"]) and "Ready." not in labelled
+        assert tokenizer.decode([t for t in row["rejected_labels"] if t != IGNORE_INDEX]).startswith(cells["rejected"])
+
+
+@pytest.mark.parametrize("trainer_type", ["dpo", "kto"])
+def test_chat_preference_data_trains(make_config, tmp_path, trainer_type):
+    _, statistics = train(chat_config(make_config, trainer_type), tmp_path, dataset=chat_preference_table())
+    assert statistics["total_steps"] == 2 and all(STEP_KEYS <= set(step) for step in statistics["steps"])
+    assert STEP_KEYS <= set(statistics["evaluations"][0]["validation"])
