@@ -24,6 +24,7 @@ from ludwig_llm.backends import create_backend
 from ludwig_llm.data import rows as input_rows
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
+from ludwig_llm.data.prompt import PromptRenderer
 from ludwig_llm.data.retrieval import build_retriever
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.predict import select_split, write_predictions
@@ -243,7 +244,7 @@ class LudwigLLM:
         """True for rows whose input cell is empty; conversations and presets check their own cells instead."""
         if structured_format(self.config) is not None:
             return np.zeros(len(df), dtype=bool)
-        return input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+        return input_rows.empty_input_mask(df, PromptRenderer(self.config).input_columns())
 
     def evaluate(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
                  split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:

@@ -137,7 +137,7 @@ def prepare_data(
     renderer = PromptRenderer(config)
     target_column = config.output_feature.column_name()
     structured = structured_format(config, tokenizer)  # chat and instruction presets check their own cells
-    input_column = config.input_feature.column_name()
+    input_column = renderer.input_columns()  # the input feature's column, or the template's columns
     drop_empty = structured is None and config.preprocessing.empty_inputs == input_rows.DROP
     for _, name, df in sources:
         input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # before any cell is parsed or rendered

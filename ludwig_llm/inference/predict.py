@@ -41,14 +41,15 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
     """
     name = source_name(dataset, "dataset")
     df = load_table(dataset)
-    PromptRenderer(config).check_columns(df, where=name)
+    renderer = PromptRenderer(config)
+    renderer.check_columns(df, where=name)
     input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # row numbers of the whole table
     if split != "full":
         df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:
             raise UserError(f"the {split} split of {name} is empty (see preprocessing.split); use another --split.")
     if config.preprocessing.empty_inputs == input_rows.ERROR and structured_format(config) is None:
-        input_rows.refuse_empty_inputs(df, name, config.input_feature.column_name())
+        input_rows.refuse_empty_inputs(df, name, renderer.input_columns())
     if need_targets:
         targets_of(config, df, where=name, manifest=manifest)
     return df
