@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.category import category_targets
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.load import load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, prompt_texts
@@ -26,6 +27,7 @@ from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
 from ludwig_llm.metrics.text import generation_metrics
 from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS
+from ludwig_llm.models.classifier_head import classify
 from ludwig_llm.results import write_file_atomically
 
 # The --split choices, by the attribute of data.split's Splits that holds those rows.
@@ -84,6 +86,8 @@ def targets_of(config, df, *, where: str = "dataset", manifest=None) -> list:
     targets = [cell_text(v) for v in df[column].tolist()]
     if manifest is not None and feature.type == "category":
         labels = labels_of(config, manifest)
+        if feature.preprocessing.fallback_label is not None:  # unknown labels count as the fallback label
+            return category_targets(feature, labels, df, where)
         unknown = sorted(set(targets) - set(labels))
         if unknown:
             raise UserError(f"cannot evaluate: column '{column}' of {where} has {len(unknown)} label(s) the model does not know: "
@@ -109,7 +113,10 @@ def predict_from_ids(config, manifest, built, prompt_ids, batch_size: int, progr
     feature = config.output_feature
     if feature.type == "category":
         labels = labels_of(config, manifest)
-        probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
+        if feature.uses_classifier_head():  # one forward pass per row through the trained head
+            probabilities = classify(built.model, prompt_ids, pad_token_id_of(built.tokenizer), batch_size=batch_size)
+        else:
+            probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
         best = probabilities.argmax(axis=1)
         columns = {
             f"{feature.name}_predictions": [labels[i] for i in best],

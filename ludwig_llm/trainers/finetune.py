@@ -103,6 +103,7 @@ class FineTuneRecipe:
         self.built = build_llm(self.config, for_training=True, base_model_path=job.base_model_path,
                                total_steps=self.total_steps, device=self.device)
         self.model = self.built.model
+        self.add_modules()
         if self.config.model_parameters.neftune_noise_alpha > 0:
             activate_neftune(self.model, self.config.model_parameters.neftune_noise_alpha)
 
@@ -124,6 +125,9 @@ class FineTuneRecipe:
         self.lengths = [len(row["input_ids"]) for row in job.train_rows]
         first_label_scored = scores_first_label(self.model)
         self.row_targets = [target_tokens(row["labels"], first_label_scored) for row in job.train_rows]
+
+    def add_modules(self) -> None:
+        """Trainable modules a recipe adds to the model (a classification head), before checkpoints and optimizer see it."""
 
     def _total_steps(self) -> int:
         trainer = self.trainer
