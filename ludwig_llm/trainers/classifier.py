@@ -55,6 +55,7 @@ class ClassifierRecipe(FineTuneRecipe):
     lower_is_better = {"loss": True, "perplexity": True, "next_token_accuracy": False}
 
     def add_modules(self) -> None:
+        super().add_modules()
         attach_new_head(self.model, len(self.job.labels), self.device)
 
     def setup(self) -> None:

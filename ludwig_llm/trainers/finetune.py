@@ -33,6 +33,7 @@ from ludwig_llm.data.retrieval import load_retriever
 from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.inference.batch_size_search import longest_first, search_batch_size
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
+from ludwig_llm.models.adapters import initialize_from_training_rows
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.models.bundle import save_model_directory
 from ludwig_llm.schema import load_config
@@ -127,7 +128,10 @@ class FineTuneRecipe:
         self.row_targets = [target_tokens(row["labels"], first_label_scored) for row in job.train_rows]
 
     def add_modules(self) -> None:
-        """Trainable modules a recipe adds to the model (a classification head), before checkpoints and optimizer see it."""
+        """The data-driven adapter init (EVA), and trainable modules a recipe adds to the model (a classification head),
+        before checkpoints and optimizer see the model."""
+        batch_size = self.trainer.batch_size if isinstance(self.trainer.batch_size, int) else 4  # `auto` is searched later
+        initialize_from_training_rows(self.model, self.job.train_rows, self.job.pad_token_id, batch_size, self.device)
 
     def _total_steps(self) -> int:
         trainer = self.trainer
