@@ -139,6 +139,11 @@ def classifier_head_is_trained(config) -> Iterator[ConfigIssue]:
         if getattr(config.trainer, "packing", False):
             yield ConfigIssue("trainer.packing", "a classification head reads each row's last token, which packed rows "
                               "do not keep apart; set packing to false.", True)
+        strategy = config.backend.trainer.strategy.type if config.backend.type == "ray" else "ddp"
+        if strategy != "ddp":
+            yield ConfigIssue("backend.trainer.strategy.type", f"a classification head trains beside the model, which "
+                              f"'{strategy}' would have to shard with it; use 'ddp', or leave the decoder out (label scoring).",
+                              strategy)
 
 
 PREFERENCE_TYPES = ("dpo", "orpo", "kto")
