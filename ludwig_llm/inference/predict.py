@@ -22,13 +22,12 @@ from ludwig_llm.data.split import sample_table, split_table
 from ludwig_llm.data.tokenize import IGNORE_INDEX, PaddingCollator, encode_for_training, encode_prompts, pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import generate, model_device
-from ludwig_llm.inference.label_scoring import score_labels
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
 from ludwig_llm.metrics.text import generation_metrics
 from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS
-from ludwig_llm.models.classifier_head import classify
 from ludwig_llm.results import write_file_atomically
+from ludwig_llm.schema.registry import load_implementation
 
 # The --split choices, by the attribute of data.split's Splits that holds those rows.
 SPLIT_CHOICES = {"training": "train", "validation": "validation", "test": "test"}
@@ -113,10 +112,8 @@ def predict_from_ids(config, manifest, built, prompt_ids, batch_size: int, progr
     feature = config.output_feature
     if feature.type == "category":
         labels = labels_of(config, manifest)
-        if feature.uses_classifier_head():  # one forward pass per row through the trained head
-            probabilities = classify(built.model, prompt_ids, pad_token_id_of(built.tokenizer), batch_size=batch_size)
-        else:
-            probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
+        predict_probabilities = load_implementation(type(feature.label_decoder()))  # score_labels, or the trained head's classify
+        probabilities = predict_probabilities(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
         best = probabilities.argmax(axis=1)
         columns = {
             f"{feature.name}_predictions": [labels[i] for i in best],

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 
 HEAD_ATTRIBUTE = "classification_head"
@@ -103,11 +104,14 @@ def last_token_logits(model, head: ClassificationHead, input_ids: torch.Tensor, 
     return head(features.float())
 
 
-def classify(model, prompt_ids: Sequence[List[int]], pad_token_id: int, *, batch_size: int = 8) -> np.ndarray:
-    """(rows, labels) probabilities from the model's attached head, one forward pass per batch of prompts."""
+def classify(model, tokenizer, prompt_ids: Sequence[List[int]], labels: Sequence[str], *, batch_size: int = 8,
+             progress: bool = False) -> np.ndarray:
+    """(rows, labels) probabilities from the model's attached head, one forward pass per batch of prompts. The
+    signature is label scoring's (`score_labels`): each category decoder's `implementation` is called the same way."""
     head = head_of(model)
-    if head is None:
-        raise UserError("this model has no classification head attached (decoder 'classifier').")
+    if head is None or head.out_features != len(labels):
+        raise UserError(f"this model has no classification head for its {len(labels)} labels (decoder 'classifier').")
+    pad_token_id = pad_token_id_of(tokenizer)
     device = next(_unwrapped(model).parameters()).device
     probabilities = []
     was_training = model.training

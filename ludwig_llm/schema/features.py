@@ -142,7 +142,7 @@ class ClassifierDecoderConfig(BaseConfig):
     pass per row gives every label's probability."""
 
     title = "Classifier decoder"
-    implementation: ClassVar[str] = "ludwig_llm.models.classifier_head:ClassificationHead"
+    implementation: ClassVar[str] = "ludwig_llm.models.classifier_head:classify"
     type: str = option("classifier", "Decoder type: `classifier` trains a classification head.", choices=["classifier"],
                        impact=Impact.MEDIUM)
 
@@ -195,6 +195,11 @@ class CategoryOutputFeatureConfig(BaseFeatureConfig):
             return list(self.vocab)
         match = getattr(self.decoder, "match", None)
         return list(match) if match else None
+
+    def label_decoder(self):
+        """The decoder section in effect: label scoring (`category_extractor`) when none is given. Its class's
+        `implementation` gives each row's label probabilities."""
+        return self.decoder if self.decoder is not None else CategoryExtractorDecoderConfig()
 
     def uses_classifier_head(self) -> bool:
         return getattr(self.decoder, "type", None) == "classifier"
