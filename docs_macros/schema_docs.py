@@ -23,6 +23,7 @@ from ludwig_llm.schema.prompt import PromptConfig, RetrievalConfig
 from ludwig_llm.schema.registry import (
     adapter_registry,
     backend_registry,
+    category_decoder_registry,
     chat_template_registry,
     input_feature_registry,
     model_type_registry,
@@ -155,6 +156,10 @@ def get_output_feature_schemas() -> List[type]:
     return [cls for _, cls in output_feature_registry.items()]
 
 
+def get_category_decoder_schemas() -> List[type]:
+    return [cls for _, cls in category_decoder_registry.items()]
+
+
 def get_preprocessing_schema():
     return PreprocessingConfig
 
@@ -169,7 +174,7 @@ SECTION_GETTERS = [
     get_quantization_schema, get_quantization_schemas, get_rope_scaling_schema, get_rope_scaling_schemas,
     get_model_parameters_schema, get_generation_schema, get_trainer_schema, get_trainer_schemas, get_reward_schemas,
     get_backend_schema, get_backend_schemas, get_strategy_schemas, get_input_feature_schema, get_output_feature_schema,
-    get_output_feature_schemas, get_preprocessing_schema, get_split_schemas, get_input_feature_schemas, get_chat_templates,
+    get_output_feature_schemas, get_category_decoder_schemas, get_preprocessing_schema, get_split_schemas, get_input_feature_schemas, get_chat_templates,
 ]
 
 

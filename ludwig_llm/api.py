@@ -24,6 +24,8 @@ from ludwig_llm.backends import create_backend
 from ludwig_llm.data import rows as input_rows
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.pipeline import debug_report, prepare_data, preprocess_summary
+from ludwig_llm.data.category import category_targets
+from ludwig_llm.data.prompt import PromptRenderer
 from ludwig_llm.data.retrieval import build_retriever
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.predict import select_split, write_predictions
@@ -106,7 +108,7 @@ class LudwigLLM:
 
             run = TrainingRun(config=config, data=data, tokenizer=tokenizer, base_model_path=base_model_path,
                               run_directory=run_directory, save_model=not skip_save_model, resume=bool(resume),
-                              labels=self._labels(data.splits), label_counts=self._label_counts(data.splits),
+                              labels=data.labels, label_counts=self._label_counts(data),
                               run_on_workers=run_on_workers, reward_functions=list(rewards))
             training_started = time.time()
             results.mark_run_state(run_directory, results.RUN_TRAINING)
@@ -173,25 +175,13 @@ class LudwigLLM:
 
         return build
 
-    def _labels(self, splits):
+    def _label_counts(self, data) -> Optional[Dict[str, int]]:
+        """{label: rows} of a category's training split (after the fallback label), in order of first appearance
+        (for the majority baseline)."""
         feature = self.config.output_feature
         if feature.type != "category":
             return None
-        if feature.vocab:
-            return list(feature.vocab)
-        column = feature.column_name()
-        labels = sorted({str(v) for v in splits.train[column].dropna()})
-        if len(labels) < 2:
-            raise UserError(f"output feature '{feature.name}': the training split has {len(labels)} distinct label(s) in "
-                            f"column '{column}'; a category needs at least 2 (or set output_features[0].vocab).")
-        return labels
-
-    def _label_counts(self, splits) -> Optional[Dict[str, int]]:
-        """{label: rows} of a category's training split, in order of first appearance (for the majority baseline)."""
-        feature = self.config.output_feature
-        if feature.type != "category":
-            return None
-        return dict(Counter(str(v) for v in splits.train[feature.column_name()].dropna()))
+        return dict(Counter(category_targets(feature, data.labels, data.splits.train, where="the training split")))
 
     def _evaluate_test_split(self, config, run_directory, data, skip_save_model, timings):
         if skip_save_model:
@@ -247,7 +237,7 @@ class LudwigLLM:
         """True for rows whose input cell is empty; conversations and presets check their own cells instead."""
         if structured_format(self.config) is not None:
             return np.zeros(len(df), dtype=bool)
-        return input_rows.empty_input_mask(df, self.config.input_feature.column_name())
+        return input_rows.empty_input_mask(df, PromptRenderer(self.config).input_columns())
 
     def evaluate(self, dataset, *, batch_size: Optional[int] = None, output_directory: Optional[str] = "results",
                  split: str = "full", write_into: Optional[str] = None) -> EvaluateResult:

@@ -347,7 +347,7 @@ def test_category_order_kept_across_batches(category_run):
 
 
 def test_category_unknown_label_is_a_clear_error_before_scoring(category_run, monkeypatch):
-    import ludwig_llm.inference.predict as label_scoring  # where predict calls score_labels
+    import ludwig_llm.inference.label_scoring as label_scoring  # the category decoder's implementation, looked up at call time
 
     def fail(*args, **kwargs):
         raise AssertionError("labels were scored before the targets were checked")

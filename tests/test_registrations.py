@@ -18,6 +18,7 @@ IMPLEMENTED = {
     "backend type": registry.backend_registry,
     "trainer type": registry.trainer_registry,
     "reward type": reward_registry,
+    "category decoder type": registry.category_decoder_registry,
 }
 ENTRIES = [pytest.param(kind, name, id=f"{kind}: {name}") for kind, reg in IMPLEMENTED.items() for name in reg.names()]
 

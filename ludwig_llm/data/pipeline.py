@@ -16,6 +16,7 @@ import pandas as pd
 
 from ludwig_llm.data import cache as encoded_cache
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.category import category_labels, category_targets, class_indices, encode_for_classifier, label_target_texts
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.load import Source, data_fingerprint, load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, model_input_text, prompt_texts
@@ -45,6 +46,7 @@ class PreparedData:
     cache_path: Optional[str] = None
     retriever: object = None
     sources: Dict[str, str] = field(default_factory=dict)
+    labels: Optional[List[str]] = None  # a category output's label set, else None
 
     def encoded(self) -> Dict[str, EncodedRows]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -100,8 +102,9 @@ def _fingerprint(sources: List[Tuple[str, str, pd.DataFrame]]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _encode_splits(config, tokenizer, splits: Splits, retriever, progress: bool) -> Dict[str, EncodedRows]:
-    target_column = config.output_feature.column_name()
+def _encode_splits(config, tokenizer, splits: Splits, retriever, progress: bool,
+                   labels: Optional[List[str]]) -> Dict[str, EncodedRows]:
+    feature = config.output_feature
     encoded = {}
     structured = structured_format(config, tokenizer)
     for name, df in splits.items():
@@ -109,7 +112,14 @@ def _encode_splits(config, tokenizer, splits: Splits, retriever, progress: bool)
             encoded[name] = structured.encode_for_training(df, split=name, progress=progress, description=f"tokenizing {name}")
             continue
         prompts = prompt_texts(df, tokenizer, config, retriever)
-        targets = [cell_text(value) for value in df[target_column].tolist()]
+        if labels is None:
+            targets = [cell_text(value) for value in df[feature.column_name()].tolist()]
+        else:  # a category: its label (or the fallback label), as label scoring reads it, or a class index for a head
+            targets = category_targets(feature, labels, df, where=f"the {name} split")
+            if feature.uses_classifier_head():
+                encoded[name] = encode_for_classifier(prompts, class_indices(labels, targets), tokenizer, config)
+                continue
+            targets = label_target_texts(prompts, targets, tokenizer)
         encoded[name] = encode_for_training(prompts, targets, tokenizer, config, progress=progress, description=f"tokenizing {name}")
     return encoded
 
@@ -137,7 +147,7 @@ def prepare_data(
     renderer = PromptRenderer(config)
     target_column = config.output_feature.column_name()
     structured = structured_format(config, tokenizer)  # chat and instruction presets check their own cells
-    input_column = config.input_feature.column_name()
+    input_column = renderer.input_columns()  # the input feature's column, or the template's columns
     drop_empty = structured is None and config.preprocessing.empty_inputs == input_rows.DROP
     for _, name, df in sources:
         input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # before any cell is parsed or rendered
@@ -158,6 +168,7 @@ def prepare_data(
             "check preprocessing.split (probabilities or the split column) and sample_ratio/sample_size."
         )
 
+    labels = category_labels(config.output_feature, splits.train) if config.output_feature.type == "category" else None
     retriever = None
     if config.prompt.retrieval.type is not None:
         if retriever_factory is None:
@@ -172,7 +183,7 @@ def prepare_data(
     encoded = encoded_cache.load_encoded(key) if caching else None
     cache_hit = encoded is not None
     if encoded is None:
-        encoded = _encode_splits(config, tokenizer, splits, retriever, progress)
+        encoded = _encode_splits(config, tokenizer, splits, retriever, progress, labels)
     cache_path = None
     if caching:
         cache_path = encoded_cache.entry_path(key) if cache_hit else encoded_cache.save_encoded(key, encoded)
@@ -182,7 +193,7 @@ def prepare_data(
     prepared = PreparedData(
         splits=splits, train=encoded["train"], validation=encoded["validation"], test=encoded["test"],
         stats=stats, fingerprint=fingerprint, cache_hit=cache_hit, cache_path=cache_path, retriever=retriever,
-        sources={role: name for role, name, _ in sources},
+        sources={role: name for role, name, _ in sources}, labels=labels,
     )
     _warn_truncation(config, prepared)
     return prepared

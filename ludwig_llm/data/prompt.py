@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import string
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 
@@ -60,13 +60,29 @@ class PromptRenderer:
             (literal, field) for literal, field, _, _ in string.Formatter().parse(self.template)
         ]
 
-    def required_columns(self) -> List[str]:
-        """The input column, then every column the template names (reserved names excluded), without repeats."""
-        columns = [self.input_column]
+    def template_columns(self) -> List[str]:
+        """The dataset columns the template names (reserved names excluded), in order, without repeats."""
+        columns: List[str] = []
         for name in self.names:
             if name not in prompt_template.RESERVED and name not in columns:
                 columns.append(name)
         return columns
+
+    def reads_input_column(self) -> bool:
+        """Whether rendering reads the input feature's column. As in Ludwig, a template that names dataset
+        columns (``{instruction}``, ``{input}``) and not ``{__sample__}`` makes the input feature's name only
+        a label: its column need not exist."""
+        return prompt_template.SAMPLE in self.names or not self.template_columns()
+
+    def input_columns(self) -> Union[str, List[str]]:
+        """Where a row's input is: the input feature's column (a name), or the list of the template's columns
+        when the template reads the row through them (a row is empty when all of them are)."""
+        return self.input_column if self.reads_input_column() else self.template_columns()
+
+    def required_columns(self) -> List[str]:
+        """The input column (when read), then every column the template names, without repeats."""
+        columns = [self.input_column] if self.reads_input_column() else []
+        return columns + [column for column in self.template_columns() if column not in columns]
 
     def check_columns(self, df: pd.DataFrame, where: str) -> None:
         """UserError naming every column the prompt needs that ``df`` lacks; ``where`` names ``df`` (``"training set 'x.csv'"``)."""

@@ -9,7 +9,7 @@ explicit way out.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,18 @@ DROPPED_STAT = "dropped_empty_input_rows"
 FLAG_SUFFIX = "_empty_input"  # prediction column flagging rows predicted as empty because their input was
 
 
-def empty_input_mask(df: pd.DataFrame, column: str) -> np.ndarray:
-    """True where the input cell is missing (NaN/None, or an absent JSON key) or only whitespace."""
-    return np.array([not cell_text(value).strip() for value in df[column].tolist()], dtype=bool)
+def empty_input_mask(df: pd.DataFrame, column: Union[str, Sequence[str]]) -> np.ndarray:
+    """True where the input cell is missing (NaN/None, or an absent JSON key) or only whitespace; given several
+    columns (a template that reads the row through its columns), where all of them are."""
+    columns = [column] if isinstance(column, str) else list(column)
+    masks = [np.array([not cell_text(value).strip() for value in df[name].tolist()], dtype=bool) for name in columns]
+    return np.logical_and.reduce(masks)
+
+
+def _input_columns_text(column: Union[str, Sequence[str]]) -> str:
+    if isinstance(column, str):
+        return f"column '{column}' (the input feature) is"
+    return "columns " + ", ".join(f"'{name}'" for name in column) + " (named in prompt.template) are all"
 
 
 def describe_rows(mask: np.ndarray) -> str:
@@ -37,11 +46,11 @@ def describe_rows(mask: np.ndarray) -> str:
     return f"{len(positions)} row(s): {shown}{more} (counting from 0)"
 
 
-def refuse_empty_inputs(df: pd.DataFrame, name: str, column: str) -> None:
-    """UserError when any row of `df` has an empty input, naming `name`, the column, the count and the first rows."""
+def refuse_empty_inputs(df: pd.DataFrame, name: str, column: Union[str, Sequence[str]]) -> None:
+    """UserError when any row of `df` has an empty input, naming `name`, the column(s), the count and the first rows."""
     mask = empty_input_mask(df, column)
     if mask.any():
-        raise UserError(f"{name}: column '{column}' (the input feature) is empty or missing in {describe_rows(mask)}; "
+        raise UserError(f"{name}: {_input_columns_text(column)} empty or missing in {describe_rows(mask)}; "
                         f"fill or remove those rows, or set preprocessing.empty_inputs: {DROP} to leave them out.")
 
 
@@ -73,7 +82,7 @@ def refuse_long_cells(df: pd.DataFrame, name: str, limit: Optional[int]) -> None
                             f"or raise preprocessing.max_cell_characters (null: no limit).")
 
 
-def drop_empty_inputs(splits: Splits, column: str) -> Tuple[Splits, Dict[str, int]]:
+def drop_empty_inputs(splits: Splits, column: Union[str, Sequence[str]]) -> Tuple[Splits, Dict[str, int]]:
     """The splits without rows of empty input, and how many each split lost."""
     kept, dropped = {}, {}
     for split, df in splits.items():

@@ -188,7 +188,7 @@ def encode_for_training(
     if len(prompts) != len(targets):
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets.")
     encoder = _PromptEncoder(tokenizer, config)
-    target_max = config.output_feature.preprocessing.max_sequence_length if hasattr(config.output_feature, "preprocessing") else None
+    target_max = getattr(getattr(config.output_feature, "preprocessing", None), "max_sequence_length", None)
     global_max = config.preprocessing.global_max_sequence_length
     train_on_inputs = config.preprocessing.train_on_inputs
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]

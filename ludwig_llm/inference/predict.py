@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ludwig_llm.data import rows as input_rows
+from ludwig_llm.data.category import category_targets
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.load import load_table, source_name
 from ludwig_llm.data.prompt import PromptRenderer, cell_text, prompt_texts
@@ -21,12 +22,12 @@ from ludwig_llm.data.split import sample_table, split_table
 from ludwig_llm.data.tokenize import IGNORE_INDEX, PaddingCollator, encode_for_training, encode_prompts, pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import generate, model_device
-from ludwig_llm.inference.label_scoring import score_labels
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.metrics.category import category_metrics, majority_baseline_accuracy
 from ludwig_llm.metrics.text import generation_metrics
 from ludwig_llm.models.bundle import TRAIN_LABEL_COUNTS
 from ludwig_llm.results import write_file_atomically
+from ludwig_llm.schema.registry import load_implementation
 
 # The --split choices, by the attribute of data.split's Splits that holds those rows.
 SPLIT_CHOICES = {"training": "train", "validation": "validation", "test": "test"}
@@ -41,14 +42,15 @@ def select_split(config, dataset, split: str, *, need_targets: bool = False, man
     """
     name = source_name(dataset, "dataset")
     df = load_table(dataset)
-    PromptRenderer(config).check_columns(df, where=name)
+    renderer = PromptRenderer(config)
+    renderer.check_columns(df, where=name)
     input_rows.refuse_long_cells(df, name, config.preprocessing.max_cell_characters)  # row numbers of the whole table
     if split != "full":
         df = getattr(split_table(sample_table(df, config.preprocessing), config.preprocessing), SPLIT_CHOICES[split])
         if len(df) == 0:
             raise UserError(f"the {split} split of {name} is empty (see preprocessing.split); use another --split.")
     if config.preprocessing.empty_inputs == input_rows.ERROR and structured_format(config) is None:
-        input_rows.refuse_empty_inputs(df, name, config.input_feature.column_name())
+        input_rows.refuse_empty_inputs(df, name, renderer.input_columns())
     if need_targets:
         targets_of(config, df, where=name, manifest=manifest)
     return df
@@ -83,6 +85,8 @@ def targets_of(config, df, *, where: str = "dataset", manifest=None) -> list:
     targets = [cell_text(v) for v in df[column].tolist()]
     if manifest is not None and feature.type == "category":
         labels = labels_of(config, manifest)
+        if feature.preprocessing.fallback_label is not None:  # unknown labels count as the fallback label
+            return category_targets(feature, labels, df, where)
         unknown = sorted(set(targets) - set(labels))
         if unknown:
             raise UserError(f"cannot evaluate: column '{column}' of {where} has {len(unknown)} label(s) the model does not know: "
@@ -108,7 +112,8 @@ def predict_from_ids(config, manifest, built, prompt_ids, batch_size: int, progr
     feature = config.output_feature
     if feature.type == "category":
         labels = labels_of(config, manifest)
-        probabilities = score_labels(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
+        predict_probabilities = load_implementation(type(feature.label_decoder()))  # score_labels, or the trained head's classify
+        probabilities = predict_probabilities(built.model, built.tokenizer, prompt_ids, labels, batch_size=batch_size, progress=progress)
         best = probabilities.argmax(axis=1)
         columns = {
             f"{feature.name}_predictions": [labels[i] for i in best],

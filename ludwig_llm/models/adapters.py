@@ -10,9 +10,13 @@ import tempfile
 
 import torch
 from peft import PeftConfig, PeftModel, PromptLearningConfig, get_peft_model, set_peft_model_state_dict
+from peft.tuners.lora import initialize_lora_eva_weights
+from peft.tuners.lora.config import EvaConfig
 from peft.utils import load_peft_weights
+from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM
 
+from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.loader import hf_token, is_quantized
 from ludwig_llm.schema.registry import adapter_registry, load_implementation
@@ -52,6 +56,8 @@ def build_peft_config(adapter_type: str, params: dict | None):
             f"Unknown parameter(s) for adapter {adapter_type!r}: {', '.join(unknown)}. "
             f"Valid: {', '.join(sorted(accepted | set(schema.peft_field_names)))}."
         )
+    if isinstance(kwargs.get("eva_config"), dict):
+        kwargs["eva_config"] = EvaConfig(**kwargs["eva_config"])
     if kwargs.get("init_lora_weights") == "loftq" and not torch.cuda.is_available():
         raise UserError("adapter.init_lora_weights: 'loftq' runs on a GPU (peft quantizes the weights with bitsandbytes "
                         "on CUDA) and this machine has none; use 'pissa' or true.")
@@ -59,6 +65,23 @@ def build_peft_config(adapter_type: str, params: dict | None):
         return config_class(task_type="CAUSAL_LM", **kwargs)
     except (TypeError, ValueError) as e:
         raise UserError(f"Invalid parameters for adapter {adapter_type!r}: {e}") from e
+
+
+def initialize_from_training_rows(model, rows, pad_token_id: int, batch_size: int, device) -> None:
+    """EVA (`init_lora_weights: eva`): one calibration pass over the training rows sets LoRA's A matrices to the top
+    singular vectors of each layer's inputs and moves rank to the layers that need it. A no-op for other inits.
+
+    Every worker runs it on all the rows, so all start from the same adapter without gathering inputs."""
+    config = getattr(model, "active_peft_config", None)
+    if getattr(config, "init_lora_weights", None) != "eva":
+        return
+    collate = PaddingCollator(pad_token_id, padding_side="right")
+
+    def on_device(examples):
+        return {key: value.to(device) for key, value in collate(examples).items()}
+
+    batches = DataLoader(list(rows), batch_size=batch_size, shuffle=False, collate_fn=on_device)
+    initialize_lora_eva_weights(model, dataloader=batches, gather_distributed_inputs=False, show_progress_bar=False)
 
 
 def adds_virtual_tokens(adapter_type: str | None) -> bool:

@@ -19,6 +19,7 @@ from ludwig_llm.data.retrieval import RETRIEVAL_DIR, load_retriever
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.adapters import merge_and_save
 from ludwig_llm.models.build import build_llm
+from ludwig_llm.models.classifier_head import attach_saved_head, head_set_aside, save_head
 from ludwig_llm.models.integrity import verify_model_files, weight_checksums
 from ludwig_llm.models.loader import load_tokenizer
 from ludwig_llm.models.resolve import resolve_base_model
@@ -53,7 +54,10 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     os.makedirs(directory, exist_ok=True)
     if model is not None and weights in ("adapter", "full"):
         unwrapped = getattr(model, "module", model)  # DDP wraps the model
-        unwrapped.save_pretrained(directory)
+        with head_set_aside(unwrapped) as head:  # a category's classification head goes in a file of its own
+            unwrapped.save_pretrained(directory)
+        if head is not None:
+            save_head(head, directory)
     tokenizer.save_pretrained(directory)
     if retriever is not None:
         retriever.save(os.path.join(directory, RETRIEVAL_DIR))
@@ -106,10 +110,14 @@ def load_model_directory(directory: str, padding_side: str = "left"):
 def _build_saved(directory: str, config, manifest: Manifest, padding_side: str):
     verify_model_files(directory, manifest.weights, manifest.checksums)
     if manifest.weights == "full":
-        return build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
-    base = _base_model_path(config.base_model, manifest.base_model)
-    adapter_path = directory if manifest.weights == "adapter" else None
-    return build_llm(config, for_training=False, padding_side=padding_side, base_model_path=base, adapter_path=adapter_path)
+        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=directory)
+    else:
+        base = _base_model_path(config.base_model, manifest.base_model)
+        adapter_path = directory if manifest.weights == "adapter" else None
+        built = build_llm(config, for_training=False, padding_side=padding_side, base_model_path=base, adapter_path=adapter_path)
+    if config.output_feature.type == "category" and config.output_feature.uses_classifier_head():
+        attach_saved_head(built.model, directory, len(manifest.labels or []))
+    return built
 
 
 class LazyBuiltModel:

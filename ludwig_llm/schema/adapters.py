@@ -120,9 +120,9 @@ def _num_virtual_tokens(default: int):
 
 
 # init_lora_weights strings that peft runs from the weights alone; "pissa_niter_<n>" is PiSSA by fast randomized SVD.
-LORA_INITS = ("gaussian", "pissa", "olora", "orthogonal", "loftq")
-# Data-driven inits: peft needs a calibration pass over the training data before training, which is not wired in yet.
-LORA_INITS_NEEDING_DATA = ("eva", "corda")
+LORA_INITS = ("gaussian", "pissa", "olora", "orthogonal", "loftq", "eva")
+# CorDA needs a calibration pass through the base model before peft wraps it, which is not wired in.
+LORA_INITS_NEEDING_DATA = ("corda",)
 
 
 class InitLoraWeights(marshmallow.fields.Field):
@@ -135,8 +135,9 @@ class InitLoraWeights(marshmallow.fields.Field):
             return value
         if value in LORA_INITS_NEEDING_DATA:
             raise marshmallow.ValidationError(
-                f"'{value}' initializes LoRA from a calibration pass over the training data, which ludwig_llm does not "
-                "run yet; use 'pissa' (from the weights' SVD, no data needed), 'olora', or true."
+                f"'{value}' initializes LoRA from a calibration pass over the training data through the base model "
+                "before the adapter is attached, which ludwig_llm does not run; use 'eva' (also data-driven), 'pissa' "
+                "(from the weights' SVD, no data needed), 'olora', or true."
             )
         raise marshmallow.ValidationError(
             f"must be true, false, one of {', '.join(map(repr, LORA_INITS))}, or 'pissa_niter_<n>'."
@@ -153,6 +154,20 @@ class LoftQSettings(BaseConfig):
     title = "LoftQ"
     loftq_bits: int = option(4, "Bits of the quantized base weights that LoftQ compensates for.", choices=[4, 8], impact=Impact.MEDIUM)
     loftq_iter: int = option(1, "Alternating quantize/SVD iterations; more fit the error better and take longer.", min=1, impact=Impact.LOW)
+
+
+@config_class
+class EvaSettings(BaseConfig):
+    """EVA (explained variance adaptation): LoRA's A matrices start at the top singular vectors of each layer's inputs
+    on the training rows, and the rank budget moves to the layers whose inputs need it."""
+
+    title = "EVA"
+    rho: float = option(2.0, "How far a layer's rank may grow: up to `rho * r`; 1 keeps every layer at `r`.", min=1.0, impact=Impact.MEDIUM)
+    tau: float = option(0.99, "Stop the calibration pass once every layer's singular vectors agree this much between batches.",
+                        min=0.0, max=1.0, impact=Impact.LOW)
+    use_label_mask: bool = option(True, "Use only the positions that carry loss (the target tokens) in the calibration.", impact=Impact.LOW)
+    whiten: bool = option(False, "Whiten the singular vectors (scale by their singular values).", impact=Impact.LOW)
+    adjust_scaling_factors: bool = option(True, "Keep each layer's `alpha / r` scale when its rank changes.", impact=Impact.LOW)
 
 
 @adapter_registry.register("lora")
@@ -190,11 +205,15 @@ class LoraConfig(BaseAdapterConfig):
             "`false`: random (for tests); `gaussian`: Gaussian A scaled by the rank; `pissa`: from the weights' principal "
             "singular vectors (`pissa_niter_<n>`: by fast randomized SVD with n iterations), often faster to converge; "
             "`olora`: from a QR decomposition of the weights; `orthogonal`: orthogonal A and B; `loftq`: LoftQ (see "
-            "`loftq_config`; needs a GPU, and no `quantization`: LoftQ quantizes by itself). Ludwig's `eva` and `corda` need a "
-            "calibration pass over the data and are refused for now.",
+            "`loftq_config`; needs a GPU, and no `quantization`: LoftQ quantizes by itself); `eva`: from the singular vectors "
+            "of each layer's inputs on the training rows (see `eva_config`; one pass over the training batches before "
+            "training). Ludwig's `corda` is refused: it needs a pass through the base model before the adapter is attached.",
             "impact": Impact.MEDIUM, "example": "pissa", "internal": False})})
     loftq_config: Optional[LoftQSettings] = option(
         None, "LoftQ's settings, used with `init_lora_weights: loftq`; null there means 4 bits, 1 iteration.", impact=Impact.LOW,
+    )
+    eva_config: Optional[EvaSettings] = option(
+        None, "EVA's settings, used with `init_lora_weights: eva`; null there means the defaults shown.", impact=Impact.LOW,
     )
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
@@ -204,6 +223,8 @@ class LoraConfig(BaseAdapterConfig):
         params = super().peft_params()
         if params.get("loftq_config") is None:  # peft's default is an empty mapping, not None
             params["loftq_config"] = {} if self.init_lora_weights != "loftq" else LoftQSettings().to_dict()
+        if self.init_lora_weights == "eva" and params.get("eva_config") is None:
+            params["eva_config"] = EvaSettings().to_dict()
         return params
 
 

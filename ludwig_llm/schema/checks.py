@@ -99,15 +99,51 @@ def one_output_feature(config) -> Iterator[ConfigIssue]:
 
 @cross_field_check
 def output_type_fits_trainer(config) -> Iterator[ConfigIssue]:
-    allowed = {"finetune": ["text"], "none": ["text", "category"]}.get(config.trainer.type)
+    allowed = {"finetune": ["text", "category"], "none": ["text", "category"]}.get(config.trainer.type, ["text"])
     for i, feature in enumerate(config.output_features):
-        if allowed is not None and feature.type not in allowed:
+        if feature.type not in allowed:
             yield ConfigIssue(
                 f"output_features[{i}].type",
                 f"trainer '{config.trainer.type}' needs an output feature of type {' or '.join(map(repr, allowed))}; "
-                "category outputs are for in-context learning (trainer.type: none).",
+                "category outputs are for in-context learning (trainer.type: none) and fine-tuning (finetune).",
                 feature.type,
             )
+
+
+@cross_field_check
+def category_labels_agree(config) -> Iterator[ConfigIssue]:
+    for i, feature in enumerate(config.output_features):
+        if feature.type != "category":
+            continue
+        match = getattr(feature.decoder, "match", None)
+        if feature.vocab and match and sorted(match) != sorted(feature.vocab):
+            yield ConfigIssue(f"output_features[{i}].decoder.match", f"its labels {sorted(match)} differ from vocab "
+                              f"{sorted(feature.vocab)}; give the label set once (vocab, or the keys of match).")
+        fallback, labels = feature.preprocessing.fallback_label, feature.label_set()
+        if fallback is not None and labels is not None and fallback not in labels:
+            source = "vocab" if feature.vocab else "the keys of decoder.match"
+            yield ConfigIssue(f"output_features[{i}].preprocessing.fallback_label",
+                              f"must be one of the labels ({source}: {', '.join(map(repr, labels))}).", fallback)
+
+
+@cross_field_check
+def classifier_head_is_trained(config) -> Iterator[ConfigIssue]:
+    for i, feature in enumerate(config.output_features):
+        if feature.type != "category" or not feature.uses_classifier_head():
+            continue
+        path = f"output_features[{i}].decoder.type"
+        if config.trainer.type != "finetune":
+            yield ConfigIssue(path, f"a classification head is trained from scratch, so it needs trainer.type: finetune "
+                              f"(got '{config.trainer.type}'); for in-context learning leave the decoder out (label scoring).",
+                              "classifier")
+        if getattr(config.trainer, "packing", False):
+            yield ConfigIssue("trainer.packing", "a classification head reads each row's last token, which packed rows "
+                              "do not keep apart; set packing to false.", True)
+        strategy = config.backend.trainer.strategy.type if config.backend.type == "ray" else "ddp"
+        if strategy != "ddp":
+            yield ConfigIssue("backend.trainer.strategy.type", f"a classification head trains beside the model, which "
+                              f"'{strategy}' would have to shard with it; use 'ddp', or leave the decoder out (label scoring).",
+                              strategy)
 
 
 PREFERENCE_TYPES = ("dpo", "orpo", "kto", "grpo")  # trainers on the finetune loop with a loss of their own

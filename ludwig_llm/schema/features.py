@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import ClassVar, Dict, List, Optional
 
 from ludwig_llm.schema.base import BaseConfig, config_class
-from ludwig_llm.schema.fields import Impact, nested, option, required
-from ludwig_llm.schema.registry import input_feature_registry, output_feature_registry
+from ludwig_llm.schema.fields import Impact, nested, option, required, typed_union
+from ludwig_llm.schema.registry import category_decoder_registry, input_feature_registry, output_feature_registry
 
 
 @config_class
@@ -105,13 +105,71 @@ class TextOutputFeatureConfig(BaseFeatureConfig):
     )
 
 
+@config_class
+class CategoryMatchRule(BaseConfig):
+    """Ludwig's rule for finding a label in generated text; accepted for compatibility (see the decoder)."""
+
+    title = "Label match rule"
+    value: str = required("The text (or regular expression) Ludwig looked for.", example="positive", impact=Impact.LOW)
+    type: str = option("contains", "How Ludwig matched the label in generated text: `contains` or `regex`.",
+                       choices=["contains", "regex"], impact=Impact.LOW)
+
+
+@category_decoder_registry.register("category_extractor")
+@config_class
+class CategoryExtractorDecoderConfig(BaseConfig):
+    """Ludwig's decoder that generates text and matches it against each label. Here the labels are scored
+    instead (every prediction is a valid label, with a probability per label), so the match rules are not
+    needed: the keys of `match` give the label set, in order."""
+
+    title = "Category extractor decoder"
+    implementation: ClassVar[str] = "ludwig_llm.inference.label_scoring:score_labels"
+    type: str = option("category_extractor", "Decoder type: `category_extractor` scores each label after the prompt.",
+                       choices=["category_extractor"], impact=Impact.MEDIUM)
+    match: Optional[Dict[str, CategoryMatchRule]] = option(
+        None, "Ludwig's `{label: {type: contains|regex, value: ...}}`; the keys are the label set, in order, unless "
+        "`vocab` is set. The rules themselves are not used: each label is scored after the prompt.",
+        example={"positive": {"type": "contains", "value": "positive"}}, impact=Impact.MEDIUM,
+    )
+
+
+@category_decoder_registry.register("classifier")
+@config_class
+class ClassifierDecoderConfig(BaseConfig):
+    """A classification head (Ludwig 0.8's classifier decoder): a linear layer on the final hidden state of the
+    prompt's last token, trained with cross-entropy together with the adapter (`trainer.type: finetune`). It is
+    saved next to the adapter as `classifier_head.safetensors`. No text is generated or scored: one forward
+    pass per row gives every label's probability."""
+
+    title = "Classifier decoder"
+    implementation: ClassVar[str] = "ludwig_llm.models.classifier_head:classify"
+    type: str = option("classifier", "Decoder type: `classifier` trains a classification head.", choices=["classifier"],
+                       impact=Impact.MEDIUM)
+
+
+@config_class
+class CategoryOutputPreprocessing(BaseConfig):
+    """How the label column is read."""
+
+    title = "Label preprocessing"
+    fallback_label: Optional[str] = option(
+        None,
+        "The label given to a row whose label is not in the label set (the data's own cells, in training, "
+        "validation, test and evaluation). It must be one of the labels. Null: such a row is an error that "
+        "names it. (Ludwig uses it when generated text matches no label; label scoring always predicts a label.)",
+        example="neutral", impact=Impact.MEDIUM,
+    )
+
+
 @output_feature_registry.register("category")
 @config_class
 class CategoryOutputFeatureConfig(BaseFeatureConfig):
-    """One label from a fixed set, predicted by scoring each label's likelihood after the prompt.
+    """One label from a fixed set, predicted by scoring each label's likelihood after the prompt (or, with
+    `decoder: {type: classifier}`, by a trained classification head).
 
-    The prediction is always a valid label, and every row gets a probability per label.
-    Only for in-context learning (`trainer.type: none`).
+    The prediction is always a valid label, and every row gets a probability per label. With `trainer.type:
+    none` the prompt does the work (in-context learning); with `finetune` the model is trained to answer
+    each prompt with its label's text.
     """
 
     title = "Category output"
@@ -123,3 +181,25 @@ class CategoryOutputFeatureConfig(BaseFeatureConfig):
         "The label set, in order. Null takes the distinct labels of the training data, sorted.",
         example=["negative", "positive"],
     )
+    preprocessing: CategoryOutputPreprocessing = nested(CategoryOutputPreprocessing, "How the label column is read.")
+    decoder: Optional[object] = typed_union(
+        category_decoder_registry, None,
+        "How a label is predicted: null or `category_extractor` score each label's text after the prompt; "
+        "`classifier` trains a classification head (needs `trainer.type: finetune`).",
+        impact=Impact.MEDIUM,
+    )
+
+    def label_set(self) -> Optional[List[str]]:
+        """The labels the config fixes (`vocab`, else the keys of `decoder.match`), or None (taken from the data)."""
+        if self.vocab:
+            return list(self.vocab)
+        match = getattr(self.decoder, "match", None)
+        return list(match) if match else None
+
+    def label_decoder(self):
+        """The decoder section in effect: label scoring (`category_extractor`) when none is given. Its class's
+        `implementation` gives each row's label probabilities."""
+        return self.decoder if self.decoder is not None else CategoryExtractorDecoderConfig()
+
+    def uses_classifier_head(self) -> bool:
+        return getattr(self.decoder, "type", None) == "classifier"

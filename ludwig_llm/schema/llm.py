@@ -43,7 +43,7 @@ class LLMConfig(BaseConfig):
         example=[{"name": "input", "type": "text"}],
     )
     output_features: List[Any] = typed_union_list(
-        output_feature_registry, "Exactly one feature: `text` (generated) or `category` (in-context learning only).",
+        output_feature_registry, "Exactly one feature: `text` (generated) or `category` (a label from a set).",
         example=[{"name": "response", "type": "text"}],
     )
     model_type: str = option("llm", "Model builder. `llm` is the only one so far.", choices=["llm"], impact=Impact.LOW)

@@ -1,14 +1,20 @@
 """Prompt templates: parsing and the safety rules shared by validation and rendering.
 
 Templates use Python's ``{name}`` placeholder syntax, but only plain names: attribute access
-(``{x.__class__}``), indexing (``{x[0]}``), conversions and format specs are refused, so a
-config cannot reach into objects or run code.
+(``{x.__class__}``), indexing (``{x[0]}``), positions (``{0}``), conversions and format specs are
+refused, so a config cannot reach into objects or run code. A name is a column name and may hold
+spaces and dashes, as Ludwig's tabular templates do (``{Recency -- months since last donation}``):
+rendering looks the name up in the row and never calls ``str.format``.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from typing import List
+
+# `x.y.z`: attribute access to str.format, even though rendering never calls it (a column named in words may have dots)
+ATTRIBUTE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 SAMPLE = "__sample__"
 TASK = "__task__"
@@ -39,9 +45,9 @@ def placeholders(template: str) -> List[str]:
             continue
         if not field:
             raise TemplateError("empty placeholder '{}': name the column, e.g. '{__sample__}'.")
-        if not field.isidentifier():
+        if "[" in field or "]" in field or field.isdigit() or ATTRIBUTE_PATH.fullmatch(field) or "._" in field:
             raise TemplateError(
-                f"placeholder '{{{field}}}' is not a plain name: attribute access and indexing are not allowed."
+                f"placeholder '{{{field}}}' is not a plain name: attribute access, indexing and positions are not allowed."
             )
         if format_spec or conversion:
             raise TemplateError(f"placeholder '{{{field}}}' has a conversion or format spec, which is not allowed.")

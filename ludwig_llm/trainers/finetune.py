@@ -33,6 +33,7 @@ from ludwig_llm.data.retrieval import load_retriever
 from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.inference.batch_size_search import longest_first, search_batch_size
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
+from ludwig_llm.models.adapters import initialize_from_training_rows
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.models.bundle import save_model_directory
 from ludwig_llm.schema import load_config
@@ -103,6 +104,7 @@ class FineTuneRecipe:
         self.built = build_llm(self.config, for_training=True, base_model_path=job.base_model_path,
                                total_steps=self.total_steps, device=self.device)
         self.model = self.built.model
+        self.add_modules()
         if self.config.model_parameters.neftune_noise_alpha > 0:
             activate_neftune(self.model, self.config.model_parameters.neftune_noise_alpha)
 
@@ -124,6 +126,12 @@ class FineTuneRecipe:
         self.lengths = [len(row["input_ids"]) for row in job.train_rows]
         first_label_scored = scores_first_label(self.model)
         self.row_targets = [target_tokens(row["labels"], first_label_scored) for row in job.train_rows]
+
+    def add_modules(self) -> None:
+        """The data-driven adapter init (EVA), and trainable modules a recipe adds to the model (a classification head),
+        before checkpoints and optimizer see the model."""
+        batch_size = self.trainer.batch_size if isinstance(self.trainer.batch_size, int) else 4  # `auto` is searched later
+        initialize_from_training_rows(self.model, self.job.train_rows, self.job.pad_token_id, batch_size, self.device)
 
     def _total_steps(self) -> int:
         trainer = self.trainer

@@ -7,6 +7,7 @@ import tempfile
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.results import latest_checkpoint_in
+from ludwig_llm.trainers.classifier import run_classifier
 from ludwig_llm.trainers.finetune import FineTuneJob, run_finetune
 from ludwig_llm.trainers.run import TrainingRun
 
@@ -15,7 +16,9 @@ def train(run: TrainingRun) -> dict:
     data = run.data
     if not data.train:
         raise UserError("the training split is empty: give more rows, or change preprocessing.split.")
-    return launch(run, run_finetune, list(data.train.examples), list(data.validation.examples))
+    feature = run.config.output_feature
+    worker = run_classifier if feature.type == "category" and feature.uses_classifier_head() else run_finetune
+    return launch(run, worker, list(data.train.examples), list(data.validation.examples))
 
 
 def launch(run: TrainingRun, worker, train_rows: list, validation_rows: list, job_class=FineTuneJob, **job_fields) -> dict:

@@ -107,3 +107,20 @@ def test_chat_template_missing_is_a_user_error():
     tokenizer.chat_template = None
     with pytest.raises(UserError, match="no chat template"):
         model_input_text("Hello", tokenizer, apply_chat_template=True)
+
+
+def test_a_template_of_dataset_columns_makes_the_input_feature_name_a_label():
+    """Ludwig's way: with `{instruction}`/`{input}` and no `{__sample__}`, the input feature's column is not read."""
+    renderer = PromptRenderer(config(template="### Instruction: {instruction}\n### Input: {input}\n### Response:"))
+    assert not renderer.reads_input_column()
+    assert renderer.required_columns() == ["instruction", "input"] == renderer.input_columns()
+    alpaca = pd.DataFrame({"instruction": ["Add one to 2."], "input": [""], "output": ["3"]})  # no 'review' column
+    renderer.check_columns(alpaca, "dataset")
+    assert renderer.render_all(alpaca) == ["### Instruction: Add one to 2.\n### Input: \n### Response:"]
+    with pytest.raises(UserError, match=r"no column 'input' \(named in prompt.template\)"):
+        renderer.check_columns(alpaca.drop(columns="input"), "dataset")
+    # with {__sample__} the input feature's column is read (and required) as before
+    both = PromptRenderer(config(template="{instruction}: {__sample__}"))
+    assert both.reads_input_column() and both.required_columns() == ["review", "instruction"]
+    with pytest.raises(UserError, match="'review' \\(the input feature's column\\)"):
+        both.check_columns(alpaca, "dataset")

@@ -115,7 +115,7 @@ def test_required_keys_read_as_required(site):
     expected = {
         "configuration/trainer": ("type", 10),  # six trainer types and four reward types
         "configuration/features/text_features": ("type", 2),
-        "configuration/features/category_features": ("type", 1),
+        "configuration/features/category_features": ("type", 3),  # the feature and its two decoders
         "configuration/large_language_model": ("bits", 2),
     }
     for name, (key, count) in expected.items():

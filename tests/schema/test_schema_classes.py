@@ -79,6 +79,8 @@ def config_with(reg_name: str, key) -> dict:
         return base_config(prompt={"retrieval": {"type": key, "k": 2}})
     if reg_name == "model_type_registry":
         return base_config(model_type=key)
+    if reg_name == "category_decoder_registry":
+        return base_config(output_features=[{"name": "label", "type": "category", "decoder": {"type": key}}], trainer="finetune")
     if reg_name == "chat_template_registry":
         return base_config(input_features=[{"name": "messages", "type": "chat"}], prompt={"chat_template": key})
     raise AssertionError(f"no test config for {reg_name}: add one here")

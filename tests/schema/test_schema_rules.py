@@ -69,8 +69,26 @@ RULES = [
      config(output_features=[{"name": "a", "type": "text"}, {"name": "b", "type": "text"}]),
      "output_features", "exactly one output feature, got 2", ...),
     ("no output feature", config(output_features=[]), "output_features", "exactly one output feature, got 0", ...),
-    ("finetune with category output", config(output_features=[{"name": "label", "type": "category"}]),
-     "output_features[0].type", "trainer 'finetune' needs an output feature of type 'text'", "category"),
+    ("dpo with category output", config(output_features=[{"name": "label", "type": "category"}], trainer={"type": "dpo"}),
+     "output_features[0].type", "trainer 'dpo' needs an output feature of type 'text'", "category"),
+    ("fallback label outside the match keys", config(output_features=[{
+        "name": "label", "type": "category", "preprocessing": {"fallback_label": "neutral"},
+        "decoder": {"type": "category_extractor", "match": {"negative": {"type": "contains", "value": "negative"},
+                                                            "neural": {"type": "contains", "value": "neutral"}}}}]),
+     "output_features[0].preprocessing.fallback_label", "must be one of the labels (the keys of decoder.match: 'negative', 'neural')", "neutral"),
+    ("match keys differ from vocab", config(output_features=[{
+        "name": "label", "type": "category", "vocab": ["a", "b"],
+        "decoder": {"type": "category_extractor", "match": {"a": {"value": "a"}, "c": {"value": "c"}}}}]),
+     "output_features[0].decoder.match", "differ from vocab", ...),
+    ("classifier head without training", config(output_features=[{"name": "label", "type": "category", "decoder": "classifier"}],
+                                                 trainer={"type": "none"}, adapter=None, quantization=None),
+     "output_features[0].decoder.type", "needs trainer.type: finetune", "classifier"),
+    ("classifier head with fsdp", config(output_features=[{"name": "label", "type": "category", "decoder": "classifier"}],
+                                          quantization=None, backend={"type": "ray", "trainer": {"strategy": {"type": "fsdp"}}}),
+     "backend.trainer.strategy.type", "use 'ddp'", "fsdp"),
+    ("classifier head with packing", config(output_features=[{"name": "label", "type": "category", "decoder": "classifier"}],
+                                             trainer={"type": "finetune", "packing": True}),
+     "trainer.packing", "last token", True),
     ("quantized finetune without adapter", config(adapter=None), "quantization", "needs an adapter", ...),
     ("quantized finetune, adapter key left out", {k: v for k, v in config().items() if k != "adapter"},
      "quantization", "needs an adapter", ...),
@@ -331,6 +349,7 @@ def test_all_cross_field_problems_are_reported_together():
         output_features=[{"name": "response", "type": "category"}, {"name": "other", "type": "text"}],
         prompt={"template": "{__sample__} {response}", "task": "Answer."},
     )
+    data["trainer"] = {"type": "dpo"}  # category outputs are for finetune and none
     assert [issue.path for issue in issues(data)] == [
         "output_features",
         "output_features[0].type",
