@@ -38,7 +38,7 @@ def _set(value) -> bool:
 
 def fast_path_applies(model, hf_config) -> bool:
     """Whether plain argmax decoding gives what ``model.generate(generation_config=hf_config)`` gives."""
-    if hf_config.do_sample or hf_config.num_beams != 1 or not hf_config.use_cache:
+    if hf_config.do_sample or hf_config.num_beams != 1 or not hf_config.use_cache or hf_config.max_new_tokens is None:
         return False
     if hf_config.repetition_penalty not in (None, 1.0) or getattr(hf_config, "num_return_sequences", 1) not in (None, 1):
         return False
