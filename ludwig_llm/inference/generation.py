@@ -2,7 +2,9 @@
 
 Rows are sorted by prompt length before batching so each batch pads little,
 left-padded (a decoder-only model continues from the last position of every
-row), and returned in their original order. Outputs are cleaned the same way
+row), and returned in their original order. Greedy decoding with nothing else
+set runs `inference.greedy`'s loop, which computes the batch's shared prompt
+prefix once and drops rows from the batch as they end. Outputs are cleaned the same way
 for every caller: only the new tokens, special tokens skipped, cut at the first
 stop string, surrounding whitespace stripped.
 """
@@ -17,6 +19,7 @@ from transformers import GenerationConfig as HFGenerationConfig
 
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
+from ludwig_llm.inference.greedy import UnsupportedCache, fast_path_applies, greedy_decode, stop_string_check
 from ludwig_llm.schema.generation import GenerationConfig
 
 # Passed whatever the decoding mode; the rest only where the mode uses them, so
@@ -152,6 +155,9 @@ def generate(
     device = model_device(model)
     # transformers builds its stop-string criteria from the tokenizer's vocabulary.
     extra = {"tokenizer": tokenizer} if generation.stop_strings else {}
+    # Plain greedy decoding takes the shared-prefix loop (see inference.greedy); anything else model.generate.
+    greedy = fast_path_applies(model, hf_config)
+    stop_check = stop_string_check(tokenizer, generation.stop_strings)
 
     outputs: List[Optional[str]] = [None] * len(prompt_ids)
     was_training = model.training
@@ -159,12 +165,22 @@ def generate(
     try:
         with torch.inference_mode(), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
             for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
-                input_ids, attention_mask = left_pad([prompt_ids[i] for i in batch], pad_id, device)
-                generated = model.generate(
-                    input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
-                )
-                for row_index, row in zip(batch, generated[:, input_ids.shape[1]:].cpu()):
-                    text = tokenizer.decode(_new_tokens(row, eos_ids), skip_special_tokens=True)
+                rows = [prompt_ids[i] for i in batch]
+                new_tokens = None
+                if greedy:
+                    try:
+                        new_tokens = greedy_decode(model, rows, max_new_tokens=hf_config.max_new_tokens, eos_ids=eos_ids,
+                                                   pad_id=pad_id, device=device, is_done=stop_check)
+                    except UnsupportedCache:
+                        greedy = False
+                if new_tokens is None:
+                    input_ids, attention_mask = left_pad(rows, pad_id, device)
+                    generated = model.generate(
+                        input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
+                    )
+                    new_tokens = [_new_tokens(row, eos_ids) for row in generated[:, input_ids.shape[1]:].cpu()]
+                for row_index, tokens in zip(batch, new_tokens):
+                    text = tokenizer.decode(tokens, skip_special_tokens=True)
                     outputs[row_index] = clean_output(text, generation.stop_strings)
                 bar.update(len(batch))
     finally:

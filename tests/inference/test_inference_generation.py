@@ -59,6 +59,30 @@ def test_greedy_matches_transformers_single_and_batched(tiny):
         assert generate(model, tokenizer, prompt_ids, config, batch_size=batch_size, progress=False) == expected
 
 
+def test_shared_prefix_loop_matches_transformers_without_calling_generate(tiny, monkeypatch):
+    """Rows sharing a long instruction prefix, some ending early: the greedy loop (not model.generate) gives
+    exactly the one-row outputs."""
+    model, tokenizer = tiny
+    instructions = "You are a helpful assistant. Answer the question below in one short sentence.\n"
+    prompt_ids = [tokenizer(instructions + p)["input_ids"] for p in PROMPTS]
+    with torch.no_grad():
+        first_row = model.generate(torch.tensor([prompt_ids[0]]), max_new_tokens=4, do_sample=False)[0, len(prompt_ids[0]):]
+    stop = int(first_row[2])  # a token the model does emit: row 0 (at least) ends after two tokens
+    eos = [tokenizer.eos_token_id, stop]
+    expected = []
+    with torch.no_grad():
+        for ids in prompt_ids:
+            new = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=eos)[0, len(ids):].tolist()
+            new = new[:new.index(stop)] if stop in new else new  # the stop token itself is not part of the output
+            expected.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+    assert any(expected) and len({len(text) for text in expected}) > 1
+    monkeypatch.setattr(model, "generate", lambda *a, **k: pytest.fail("the greedy fast path was not taken"))
+    config = GenerationConfig(max_new_tokens=12)
+    for batch_size in (2, len(PROMPTS)):
+        got = generate(model, tokenizer, prompt_ids, config, batch_size=batch_size, progress=False, stop_token_ids=[stop])
+        assert got == expected
+
+
 def test_model_hub_defaults_do_not_override_config(tiny):
     model, tokenizer = tiny
     prompt_ids = [tokenizer(p)["input_ids"] for p in PROMPTS[:3]]

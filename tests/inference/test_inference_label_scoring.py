@@ -51,6 +51,22 @@ def test_batched_scores_equal_slow_reference(tiny):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_shared_prompt_cache_equals_pair_by_pair(tiny):
+    """Each prompt encoded once (and the batch's common prefix once), labels scored off its KV cache: same scores."""
+    model, tokenizer = tiny
+    instructions = "Classify the sentiment of the review below as positive, negative or neutral.\n"
+    prompt_ids = [tokenizer(instructions + p)["input_ids"] for p in PROMPTS] + [tokenizer(p)["input_ids"] for p in PROMPTS]
+    pairwise = label_log_likelihoods(model, tokenizer, prompt_ids, LABELS, batch_size=5, progress=False, shared_cache=False)
+    for batch_size in (1, 4, 9, 64):  # one row per batch, whole batches of rows, rows with and without the shared prefix
+        got = label_log_likelihoods(model, tokenizer, prompt_ids, LABELS, batch_size=batch_size, progress=False)
+        np.testing.assert_allclose(got, pairwise, rtol=1e-5, atol=1e-4)
+    one_token = ["a", "b"]  # no continuation pass at all
+    np.testing.assert_allclose(
+        label_log_likelihoods(model, tokenizer, prompt_ids, one_token, batch_size=8, progress=False),
+        label_log_likelihoods(model, tokenizer, prompt_ids, one_token, batch_size=8, progress=False, shared_cache=False),
+        rtol=1e-5, atol=1e-4)
+
+
 def test_probabilities_sum_to_one_and_prediction_is_a_label(tiny):
     model, tokenizer = tiny
     prompt_ids = [tokenizer(p)["input_ids"] for p in PROMPTS]

@@ -115,3 +115,43 @@ def test_workers_share_the_same_packs_without_overlap(tiny_model_dir):
     assert all(tensors["use_cache"] is False for tensors, _ in shares)
     lonely, has_rows = inputs(5, 6, [0, 1])  # two rows fit one pack: the sixth worker has none of its own
     assert not has_rows and lonely["input_ids"].shape[0] == 1
+
+
+def test_packed_chat_rows_give_the_losses_of_the_rows_alone(tiny_model_dir):
+    """Rows of the `chat` input feature (several assistant turns, loss on each) packed together: each row's
+    loss over its own label positions equals that row run alone, in fp32 to 1e-4."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from ludwig_llm.data.chat import ChatFormat
+
+    config = load_config({"base_model": tiny_model_dir, "prompt": {"chat_template": "chatml"},
+                          "input_features": [{"name": "messages", "type": "chat"}],
+                          "output_features": [{"name": "reply", "type": "text"}]})
+    conversations = []
+    for n in range(6):
+        turns = [{"role": "system", "content": "You answer briefly."}] if n % 2 else []
+        for k in range(1 + n % 3):
+            turns += [{"role": "user", "content": f"Question {k} about item {n}" + "?" * n},
+                      {"role": "assistant", "content": f"Answer {k}" + " yes" * (n + k)}]
+        conversations.append(turns)
+    fmt = ChatFormat(config, AutoTokenizer.from_pretrained(tiny_model_dir))
+    rows = fmt.encode_for_training(pd.DataFrame({"messages": conversations})).examples
+    assert len(rows) == 6 and all(sum(label != -100 for label in row["labels"]) > 0 for row in rows)
+    lengths = [len(row["input_ids"]) for row in rows]
+    packs = first_fit_decreasing(lengths, capacity=max(lengths) + min(lengths) + 8)
+    assert any(len(pack) > 1 for pack in packs)
+    packed = PackingCollator(PAD_ID)([[rows[i] for i in pack] for pack in packs])
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+        for slot, pack in enumerate(packs):
+            start = 0
+            for i in pack:
+                alone = model(input_ids=torch.tensor([rows[i]["input_ids"]]), labels=torch.tensor([rows[i]["labels"]])).loss
+                targets = packed["labels"][slot, start + 1 : start + lengths[i]]
+                assert targets.tolist() == rows[i]["labels"][1:]  # labels stay with their row, none crosses into the next
+                row_loss = torch.nn.functional.cross_entropy(logits[slot, start : start + lengths[i] - 1], targets, ignore_index=-100)
+                torch.testing.assert_close(row_loss, alone, rtol=0, atol=1e-4)
+                start += lengths[i]
