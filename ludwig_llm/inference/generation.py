@@ -20,6 +20,7 @@ from transformers import GenerationConfig as HFGenerationConfig
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.greedy import UnsupportedCache, fast_path_applies, greedy_decode, stop_string_check
+from ludwig_llm.models.modes import evaluating
 from ludwig_llm.schema.generation import GenerationConfig
 
 # Passed whatever the decoding mode; the rest only where the mode uses them, so
@@ -160,29 +161,24 @@ def generate(
     stop_check = stop_string_check(tokenizer, generation.stop_strings)
 
     outputs: List[Optional[str]] = [None] * len(prompt_ids)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
-            for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
-                rows = [prompt_ids[i] for i in batch]
-                new_tokens = None
-                if greedy:
-                    try:
-                        new_tokens = greedy_decode(model, rows, max_new_tokens=hf_config.max_new_tokens, eos_ids=eos_ids,
-                                                   pad_id=pad_id, device=device, is_done=stop_check)
-                    except UnsupportedCache:
-                        greedy = False
-                if new_tokens is None:
-                    input_ids, attention_mask = left_pad(rows, pad_id, device)
-                    generated = model.generate(
-                        input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
-                    )
-                    new_tokens = [_new_tokens(row, eos_ids) for row in generated[:, input_ids.shape[1]:].cpu()]
-                for row_index, tokens in zip(batch, new_tokens):
-                    text = tokenizer.decode(tokens, skip_special_tokens=True)
-                    outputs[row_index] = clean_output(text, generation.stop_strings)
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with evaluating(model), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
+        for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
+            rows = [prompt_ids[i] for i in batch]
+            new_tokens = None
+            if greedy:
+                try:
+                    new_tokens = greedy_decode(model, rows, max_new_tokens=hf_config.max_new_tokens, eos_ids=eos_ids,
+                                               pad_id=pad_id, device=device, is_done=stop_check)
+                except UnsupportedCache:
+                    greedy = False
+            if new_tokens is None:
+                input_ids, attention_mask = left_pad(rows, pad_id, device)
+                generated = model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
+                )
+                new_tokens = [_new_tokens(row, eos_ids) for row in generated[:, input_ids.shape[1]:].cpu()]
+            for row_index, tokens in zip(batch, new_tokens):
+                text = tokenizer.decode(tokens, skip_special_tokens=True)
+                outputs[row_index] = clean_output(text, generation.stop_strings)
+            bar.update(len(batch))
     return outputs  # type: ignore[return-value]

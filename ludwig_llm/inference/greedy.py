@@ -21,7 +21,7 @@ import inspect
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+from transformers.cache_utils import DynamicLayer
 
 # Generation settings that add a logits processor or stopping rule the plain argmax loop does not apply; the
 # fast path is taken only when none of them is set, in our config or in the model's own generation config.

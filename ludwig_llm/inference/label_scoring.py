@@ -42,6 +42,7 @@ from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import left_pad, length_sorted_batches, model_device
 from ludwig_llm.inference.greedy import UnsupportedCache, accepts_logits_to_keep, cache_reuse_supported, prefill_with_shared_prefix
+from ludwig_llm.models.modes import evaluating
 
 
 def prompt_wants_space(tokenizer, prompt_ids: Sequence[int], special_ids: Optional[Set[int]] = None) -> bool:
@@ -157,17 +158,12 @@ def label_log_likelihoods(
 
     scores = np.zeros((len(prompt_ids), len(labels)), dtype=np.float64)
     pad_id, device, keep = pad_token_id_of(tokenizer), model_device(model), accepts_logits_to_keep(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(pairs), desc="Scoring labels", unit="pair", disable=not progress) as bar:
-            for batch in length_sorted_batches([len(p[2]) + len(p[3]) for p in pairs], batch_size):
-                values = _pair_log_likelihoods(model, [(pairs[i][2], pairs[i][3]) for i in batch], pad_id, device, keep)
-                for i, value in zip(batch, values):
-                    scores[pairs[i][0], pairs[i][1]] = value
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with evaluating(model), tqdm(total=len(pairs), desc="Scoring labels", unit="pair", disable=not progress) as bar:
+        for batch in length_sorted_batches([len(p[2]) + len(p[3]) for p in pairs], batch_size):
+            values = _pair_log_likelihoods(model, [(pairs[i][2], pairs[i][3]) for i in batch], pad_id, device, keep)
+            for i, value in zip(batch, values):
+                scores[pairs[i][0], pairs[i][1]] = value
+            bar.update(len(batch))
     return scores
 
 
@@ -176,17 +172,12 @@ def _label_log_likelihoods_cached(model, tokenizer, prompt_ids, labels, *, batch
     label_ids = label_ids_per_row(tokenizer, prompt_ids, labels)
     scores = np.zeros((len(prompt_ids), len(labels)), dtype=np.float64)
     pad_id, device, keep = pad_token_id_of(tokenizer), model_device(model), accepts_logits_to_keep(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(total=len(prompt_ids), desc="Scoring labels", unit="row", disable=not progress) as bar:
-            for batch in length_sorted_batches([len(ids) for ids in prompt_ids], rows_per_batch):
-                values = _cached_log_likelihoods(model, [prompt_ids[i] for i in batch], [label_ids[i] for i in batch],
-                                                 pad_id, device, keep)
-                scores[batch] = np.asarray(values, dtype=np.float64)
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with evaluating(model), tqdm(total=len(prompt_ids), desc="Scoring labels", unit="row", disable=not progress) as bar:
+        for batch in length_sorted_batches([len(ids) for ids in prompt_ids], rows_per_batch):
+            values = _cached_log_likelihoods(model, [prompt_ids[i] for i in batch], [label_ids[i] for i in batch],
+                                             pad_id, device, keep)
+            scores[batch] = np.asarray(values, dtype=np.float64)
+            bar.update(len(batch))
     return scores
 
 

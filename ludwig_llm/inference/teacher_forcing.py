@@ -8,6 +8,7 @@ import math
 import torch
 
 from ludwig_llm.metrics.text import TokenLossAccumulator
+from ludwig_llm.models.modes import evaluating
 
 
 def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, autocast=None, rank: int = 0,
@@ -18,9 +19,7 @@ def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, aut
     # Every worker runs as many batches as the largest share needs: with a sharded model each forward pass
     # is collective. A worker whose share ran out repeats a row and does not count it.
     batches = math.ceil(math.ceil(len(rows) / world_size) / batch_size)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model, torch.no_grad):
         for index in range(batches):
             part = share[index * batch_size : (index + 1) * batch_size]
             inputs = {k: v.to(device) for k, v in collate(part or rows[:1]).items()}
@@ -28,5 +27,4 @@ def teacher_forced_metrics(model, rows, *, batch_size: int, collate, device, aut
                 logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
             if part:
                 accumulator.update(logits, inputs["labels"])
-    model.train(was_training)
     return accumulator.compute()

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
+from ludwig_llm.models.modes import evaluating
 
 HEAD_ATTRIBUTE = "classification_head"
 HEAD_FILE = "classifier_head.safetensors"
@@ -114,17 +115,12 @@ def classify(model, tokenizer, prompt_ids: Sequence[List[int]], labels: Sequence
     pad_token_id = pad_token_id_of(tokenizer)
     device = next(_unwrapped(model).parameters()).device
     probabilities = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(prompt_ids), batch_size):
-                batch = prompt_ids[start:start + batch_size]
-                width = max(len(ids) for ids in batch)
-                input_ids = torch.tensor([list(ids) + [pad_token_id] * (width - len(ids)) for ids in batch], device=device)
-                attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=device)
-                logits = last_token_logits(model, head, input_ids, attention_mask)
-                probabilities.append(torch.softmax(logits, dim=-1).cpu().numpy())
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(prompt_ids), batch_size):
+            batch = prompt_ids[start:start + batch_size]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.tensor([list(ids) + [pad_token_id] * (width - len(ids)) for ids in batch], device=device)
+            attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=device)
+            logits = last_token_logits(model, head, input_ids, attention_mask)
+            probabilities.append(torch.softmax(logits, dim=-1).cpu().numpy())
     return np.concatenate(probabilities) if probabilities else np.zeros((0, head.out_features))

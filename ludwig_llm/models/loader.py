@@ -89,7 +89,7 @@ def hub_errors(path: str):
     """A Hub id that cannot be fetched (offline, unreachable, unknown) becomes one message saying what to do."""
     try:
         yield
-    except OSError as error:
+    except OSError:
         if os.path.exists(path):
             raise
         offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

@@ -11,23 +11,12 @@ step's rows, however they fall into micro-batches and workers.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import torch
 import torch.distributed as dist
 
 from ludwig_llm.models.classifier_head import attach_new_head, head_of, last_token_logits
-from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE
-from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe
-
-
-def run_classifier(job: FineTuneJob, session) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ludwig_llm_best_") as best_directory:
-        recipe = ClassifierRecipe(job, session, best_weights_path=os.path.join(best_directory, BEST_WEIGHTS_FILE))
-        recipe.setup()
-        recipe.train()
-        return recipe.finish()
+from ludwig_llm.trainers.finetune import FineTuneRecipe
 
 
 def _last_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -80,3 +69,6 @@ class ClassifierRecipe(FineTuneRecipe):
         loss, correct, count = sums.tolist()
         loss = loss / max(count, 1)
         return {"loss": loss, "perplexity": math.exp(min(loss, 709)), "next_token_accuracy": correct / max(count, 1)}
+
+
+run_classifier = ClassifierRecipe.run  # the worker function

@@ -68,16 +68,6 @@ class FineTuneJob:
     retriever_directory: Optional[str] = None
 
 
-def run_finetune(job: FineTuneJob, session) -> dict:
-    """Train, evaluate, checkpoint and save; returns the training statistics."""
-    # The best weights so far wait in a temporary directory, removed however training ends.
-    with tempfile.TemporaryDirectory(prefix="ludwig_llm_best_") as best_directory:
-        recipe = FineTuneRecipe(job, session, best_weights_path=os.path.join(best_directory, BEST_WEIGHTS_FILE))
-        recipe.setup()
-        recipe.train()
-        return recipe.finish()
-
-
 class FineTuneRecipe:
     """One worker's fine-tuning run: `setup`, `train`, `finish`, in that order."""
 
@@ -91,6 +81,16 @@ class FineTuneRecipe:
         self.best_weights_path = best_weights_path
         self.state = LoopState()
         self.stopped_early = False
+
+    @classmethod
+    def run(cls, job: FineTuneJob, session) -> dict:
+        """A worker's whole run with this recipe: setup, train, finish; returns the training statistics."""
+        # The best weights so far wait in a temporary directory, removed however training ends.
+        with tempfile.TemporaryDirectory(prefix="ludwig_llm_best_") as best_directory:
+            recipe = cls(job, session, best_weights_path=os.path.join(best_directory, BEST_WEIGHTS_FILE))
+            recipe.setup()
+            recipe.train()
+            return recipe.finish()
 
     # ================================================================== setup
 
@@ -390,3 +390,6 @@ def _adalora_penalty_once_per_step(model, micro_batches: int):
         yield
     finally:
         config.orth_reg_weight = weight
+
+
+run_finetune = FineTuneRecipe.run  # the worker function: train, evaluate, checkpoint and save

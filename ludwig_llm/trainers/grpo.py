@@ -14,8 +14,6 @@ Everything else (strategies, optimizer, schedule, checkpoints, early stopping, s
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Sequence
 
@@ -28,7 +26,6 @@ from ludwig_llm.errors import UserError
 from ludwig_llm.inference.generation import build_generation_config, clean_output, eos_token_ids, generate, left_pad
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.trainers.batches import scores_first_label, worker_share
-from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE
 from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe, _adalora_update
 from ludwig_llm.trainers.grpo_losses import group_advantages, grpo_token_losses
 from ludwig_llm.trainers.preference_losses import token_log_probs
@@ -41,14 +38,6 @@ class GRPOJob(FineTuneJob):
     rewards), with the reward functions the Python API was given."""
 
     reward_functions: List[Callable] = field(default_factory=list)
-
-
-def run_grpo(job: GRPOJob, session) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ludwig_llm_best_") as best_directory:
-        recipe = GRPORecipe(job, session, best_weights_path=os.path.join(best_directory, BEST_WEIGHTS_FILE))
-        recipe.setup()
-        recipe.train()
-        return recipe.finish()
 
 
 @dataclass
@@ -235,3 +224,6 @@ def _through_first(tokens: List[int], eos_ids: Sequence[int]) -> List[int]:
         if token in eos_ids:
             return tokens[: position + 1]
     return tokens
+
+
+run_grpo = GRPORecipe.run  # the worker function

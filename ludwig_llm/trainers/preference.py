@@ -13,10 +13,7 @@ second copy), or a frozen copy of the base model without an adapter.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -25,19 +22,10 @@ from ludwig_llm.data.tokenize import IGNORE_INDEX
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.trainers.batches import scores_first_label, worker_share
-from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE
-from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe, _adalora_update
+from ludwig_llm.trainers.finetune import FineTuneRecipe, _adalora_update
 from ludwig_llm.trainers.preference_losses import dpo_loss, kto_loss, orpo_odds_ratio_loss, sequence_log_probs
 
 STATISTICS = ("loss_sum", "chosen_sum", "chosen_rows", "rejected_sum", "rejected_rows", "correct", "rows", "nll_sum", "tokens")
-
-
-def run_preference(job: FineTuneJob, session) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ludwig_llm_best_") as best_directory:
-        recipe = PreferenceRecipe(job, session, best_weights_path=os.path.join(best_directory, BEST_WEIGHTS_FILE))
-        recipe.setup()
-        recipe.train()
-        return recipe.finish()
 
 
 class PreferenceRecipe(FineTuneRecipe):
@@ -211,3 +199,6 @@ def _prompt_length(labels: Sequence[int]) -> int:
         if label != IGNORE_INDEX:
             return position
     return len(labels)
+
+
+run_preference = PreferenceRecipe.run  # the worker function
