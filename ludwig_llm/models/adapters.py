@@ -7,17 +7,19 @@ import dataclasses
 import json
 import os
 import tempfile
+from typing import Sequence
 
 import torch
 from peft import PeftConfig, PeftModel, PromptLearningConfig, get_peft_model, set_peft_model_state_dict
 from peft.tuners.lora import initialize_lora_eva_weights
-from peft.tuners.lora.config import EvaConfig
+from peft.tuners.lora.config import CordaConfig, EvaConfig
 from peft.utils import load_peft_weights
 from torch.utils.data import DataLoader
 from transformers import AutoModelForCausalLM
 
 from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.errors import UserError
+from ludwig_llm.models.corda import gather_covariance, is_corda, keep_initial_adapter
 from ludwig_llm.models.loader import hf_token, is_quantized
 from ludwig_llm.schema.registry import adapter_registry, load_implementation
 
@@ -58,6 +60,8 @@ def build_peft_config(adapter_type: str, params: dict | None):
         )
     if isinstance(kwargs.get("eva_config"), dict):
         kwargs["eva_config"] = EvaConfig(**kwargs["eva_config"])
+    if isinstance(kwargs.get("corda_config"), dict):
+        kwargs["corda_config"] = CordaConfig(**kwargs["corda_config"])
     if kwargs.get("init_lora_weights") == "loftq" and not torch.cuda.is_available():
         raise UserError("adapter.init_lora_weights: 'loftq' runs on a GPU (peft quantizes the weights with bitsandbytes "
                         "on CUDA) and this machine has none; use 'pissa' or true.")
@@ -106,9 +110,11 @@ def apply_adapter(
     params: dict | None,
     pretrained_adapter_weights: str | None = None,
     is_trainable: bool = True,
+    calibration_rows: Sequence[dict] | None = None,
 ):
     """Wrap ``model`` in a ``PeftModel``: a new adapter, or saved adapter weights.
 
+    ``calibration_rows``: tokenized training rows for CorDA (`init_lora_weights: corda`), run through ``model`` before it is wrapped.
     With ``pretrained_adapter_weights`` (a directory written by
     ``save_pretrained`` or a Hub id) the saved adapter config is used and
     ``params`` is ignored; ``adapter_type``, if given, must match it.
@@ -125,7 +131,12 @@ def apply_adapter(
     elif adapter_type is None:
         raise UserError("An adapter type is needed to create a new adapter.")
     else:
-        peft_model = get_peft_model(model, build_peft_config(adapter_type, params))
+        peft_config = build_peft_config(adapter_type, params)
+        if is_corda(peft_config):
+            gather_covariance(model, peft_config, calibration_rows)
+        peft_model = get_peft_model(model, peft_config)
+        if is_corda(peft_config):
+            keep_initial_adapter(peft_model)
     if not is_trainable:
         _freeze(peft_model)
     return peft_model

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 import torch
 
@@ -43,7 +43,7 @@ def quantization_options(config, precision: Precision) -> Optional[dict]:
 
 def build_llm(config, *, for_training: bool, padding_side: str = "right", base_model_path: Optional[str] = None,
               adapter_path: Optional[str] = None, total_steps: Optional[int] = None,
-              device: Optional[torch.device] = None) -> BuiltModel:
+              device: Optional[torch.device] = None, calibration_rows: Optional[Sequence[dict]] = None) -> BuiltModel:
     """Load the base model and tokenizer, and attach the adapter the config asks for.
 
     ``adapter_path`` (a saved adapter, e.g. of a trained run) wins over the config's
@@ -51,6 +51,7 @@ def build_llm(config, *, for_training: bool, padding_side: str = "right", base_m
     ``total_steps``: the optimizer steps of the training run, which AdaLoRA's rank schedule needs
     when the config leaves ``total_step`` unset. ``device``: where the model will compute (the
     training worker's device); it decides the precision. Prediction moves the model there itself.
+    ``calibration_rows``: the tokenized training rows, for a new CorDA adapter (it uses `corda_config.calibration_rows`).
     """
     device = device or default_device()
     precision = model_precision(config, device, for_training=for_training)
@@ -81,6 +82,7 @@ def build_llm(config, *, for_training: bool, padding_side: str = "right", base_m
             _adapter_params(config, total_steps),
             pretrained_adapter_weights=saved_adapter,
             is_trainable=for_training,
+            calibration_rows=_corda_calibration(config, calibration_rows),
         )
     if for_training and getattr(trainer, "layers_to_freeze_regex", None):
         freeze_matching(model, trainer.layers_to_freeze_regex)
@@ -101,6 +103,12 @@ def freeze_matching(model, pattern: str) -> int:
     for parameter in matched:
         parameter.requires_grad = False
     return len(matched)
+
+
+def _corda_calibration(config, rows: Optional[Sequence[dict]]) -> Optional[List[dict]]:
+    if rows is None or getattr(config.adapter, "init_lora_weights", None) != "corda":
+        return None
+    return list(rows)[: config.adapter.corda_settings().calibration_rows]
 
 
 def _adapter_params(config, total_steps: Optional[int]) -> Optional[dict]:

@@ -8,13 +8,13 @@ Each class is the type's one registration: `implementation` names its peft confi
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, ClassVar, Dict, List, Optional
 
 import marshmallow
 
 from ludwig_llm.schema.base import BaseConfig, config_class
 from ludwig_llm.schema.fields import Impact, nested, option
+from ludwig_llm.schema.lora_init import CordaSettings, EvaSettings, InitLoraWeights, LoftQSettings
 from ludwig_llm.schema.registry import adapter_registry
 
 
@@ -119,57 +119,6 @@ def _num_virtual_tokens(default: int):
     return option(default, "Number of virtual tokens learned and prepended to every input.", min=1, impact=Impact.HIGH)
 
 
-# init_lora_weights strings that peft runs from the weights alone; "pissa_niter_<n>" is PiSSA by fast randomized SVD.
-LORA_INITS = ("gaussian", "pissa", "olora", "orthogonal", "loftq", "eva")
-# CorDA needs a calibration pass through the base model before peft wraps it, which is not wired in.
-LORA_INITS_NEEDING_DATA = ("corda",)
-
-
-class InitLoraWeights(marshmallow.fields.Field):
-    """``init_lora_weights``: a boolean, or the name of one of peft's initializations."""
-
-    doc_type = "boolean or string"
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or value in LORA_INITS or (isinstance(value, str) and re.fullmatch(r"pissa_niter_\d+", value)):
-            return value
-        if value in LORA_INITS_NEEDING_DATA:
-            raise marshmallow.ValidationError(
-                f"'{value}' initializes LoRA from a calibration pass over the training data through the base model "
-                "before the adapter is attached, which ludwig_llm does not run; use 'eva' (also data-driven), 'pissa' "
-                "(from the weights' SVD, no data needed), 'olora', or true."
-            )
-        raise marshmallow.ValidationError(
-            f"must be true, false, one of {', '.join(map(repr, LORA_INITS))}, or 'pissa_niter_<n>'."
-        )
-
-    def json_schema(self) -> Dict[str, Any]:
-        return {"anyOf": [{"type": "boolean"}, {"enum": list(LORA_INITS)}, {"type": "string", "pattern": r"^pissa_niter_\d+$"}]}
-
-
-@config_class
-class LoftQSettings(BaseConfig):
-    """LoftQ: quantizes the base weights and starts LoRA at the quantization error, a better start than zero."""
-
-    title = "LoftQ"
-    loftq_bits: int = option(4, "Bits of the quantized base weights that LoftQ compensates for.", choices=[4, 8], impact=Impact.MEDIUM)
-    loftq_iter: int = option(1, "Alternating quantize/SVD iterations; more fit the error better and take longer.", min=1, impact=Impact.LOW)
-
-
-@config_class
-class EvaSettings(BaseConfig):
-    """EVA (explained variance adaptation): LoRA's A matrices start at the top singular vectors of each layer's inputs
-    on the training rows, and the rank budget moves to the layers whose inputs need it."""
-
-    title = "EVA"
-    rho: float = option(2.0, "How far a layer's rank may grow: up to `rho * r`; 1 keeps every layer at `r`.", min=1.0, impact=Impact.MEDIUM)
-    tau: float = option(0.99, "Stop the calibration pass once every layer's singular vectors agree this much between batches.",
-                        min=0.0, max=1.0, impact=Impact.LOW)
-    use_label_mask: bool = option(True, "Use only the positions that carry loss (the target tokens) in the calibration.", impact=Impact.LOW)
-    whiten: bool = option(False, "Whiten the singular vectors (scale by their singular values).", impact=Impact.LOW)
-    adjust_scaling_factors: bool = option(True, "Keep each layer's `alpha / r` scale when its rank changes.", impact=Impact.LOW)
-
-
 @adapter_registry.register("lora")
 @config_class
 class LoraConfig(BaseAdapterConfig):
@@ -207,7 +156,9 @@ class LoraConfig(BaseAdapterConfig):
             "`olora`: from a QR decomposition of the weights; `orthogonal`: orthogonal A and B; `loftq`: LoftQ (see "
             "`loftq_config`; needs a GPU, and no `quantization`: LoftQ quantizes by itself); `eva`: from the singular vectors "
             "of each layer's inputs on the training rows (see `eva_config`; one pass over the training batches before "
-            "training). Ludwig's `corda` is refused: it needs a pass through the base model before the adapter is attached.",
+            "training); `corda`: CorDA (see `corda_config`; forwards over training rows through the base model before the "
+            "adapter is attached; the saved adapter is converted to a plain LoRA of rank 2r that applies to the unchanged "
+            "base model).",
             "impact": Impact.MEDIUM, "example": "pissa", "internal": False})})
     loftq_config: Optional[LoftQSettings] = option(
         None, "LoftQ's settings, used with `init_lora_weights: loftq`; null there means 4 bits, 1 iteration.", impact=Impact.LOW,
@@ -215,9 +166,15 @@ class LoraConfig(BaseAdapterConfig):
     eva_config: Optional[EvaSettings] = option(
         None, "EVA's settings, used with `init_lora_weights: eva`; null there means the defaults shown.", impact=Impact.LOW,
     )
+    corda_config: Optional[CordaSettings] = option(
+        None, "CorDA's settings, used with `init_lora_weights: corda`; null there means the defaults shown.", impact=Impact.LOW,
+    )
     modules_to_save: Optional[List[str]] = _modules_to_save()
     pretrained_adapter_weights: Optional[str] = _pretrained()
     postprocessor: AdapterPostprocessorConfig = _postprocessor()
+
+    def corda_settings(self) -> CordaSettings:
+        return self.corda_config or CordaSettings()
 
     def peft_params(self) -> dict:
         params = super().peft_params()
@@ -225,6 +182,7 @@ class LoraConfig(BaseAdapterConfig):
             params["loftq_config"] = {} if self.init_lora_weights != "loftq" else LoftQSettings().to_dict()
         if self.init_lora_weights == "eva" and params.get("eva_config") is None:
             params["eva_config"] = EvaSettings().to_dict()
+        params["corda_config"] = self.corda_settings().peft_settings() if self.init_lora_weights == "corda" else None
         return params
 
 

@@ -250,6 +250,19 @@ def loftq_quantizes_by_itself(config) -> Iterator[ConfigIssue]:
 
 
 @cross_field_check
+def corda_fits(config) -> Iterator[ConfigIssue]:
+    adapter = config.adapter
+    if adapter is None or getattr(adapter, "init_lora_weights", None) != "corda":
+        return
+    if config.quantization is not None:
+        yield ConfigIssue("adapter.init_lora_weights", "CorDA decomposes the full-precision weights; remove 'quantization', "
+                          "or use another init with QLoRA.", "corda")
+    if config.backend.type == "ray" and config.backend.trainer.num_workers > 1:
+        yield ConfigIssue("adapter.init_lora_weights", "CorDA's calibration pass is not run with several Ray workers; use "
+                          "backend.trainer.num_workers: 1, or 'eva' (data-driven too, runs in every worker).", "corda")
+
+
+@cross_field_check
 def generation_lengths_agree(config) -> Iterator[ConfigIssue]:
     generation = config.generation
     if generation.min_new_tokens > generation.max_new_tokens:

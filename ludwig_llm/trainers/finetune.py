@@ -102,7 +102,7 @@ class FineTuneRecipe:
         self.total_steps = None if searching else self._total_steps()
 
         self.built = build_llm(self.config, for_training=True, base_model_path=job.base_model_path,
-                               total_steps=self.total_steps, device=self.device)
+                               total_steps=self.total_steps, device=self.device, calibration_rows=job.train_rows)
         self.model = self.built.model
         self.add_modules()
         if self.config.model_parameters.neftune_noise_alpha > 0:
@@ -351,7 +351,7 @@ class FineTuneRecipe:
             model = built.model
             if sharded:  # no worker holds the trained model whole: load the gathered weights into a fresh copy
                 model = build_llm(config, for_training=True, base_model_path=job.base_model_path,
-                                  total_steps=self.total_steps, device=self.device).model
+                                  total_steps=self.total_steps, device=self.device, calibration_rows=job.train_rows).model
             if weights is not None:
                 copy_trainable_state(model, weights)
             model.eval()

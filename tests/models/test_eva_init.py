@@ -1,17 +1,15 @@
 """`init_lora_weights: eva` (Ludwig's peft_advanced example): a calibration pass over the training rows before
 training sets LoRA's A matrices from each layer's input activations and redistributes the rank; the trained adapter
-saves and loads like any other. `corda` stays refused with its reason."""
+saves and loads like any other."""
 
 from __future__ import annotations
 
 import json
 import os
 
-import pytest
 import torch
 
 from ludwig_llm.api import LudwigLLM
-from ludwig_llm.errors import ConfigValidationError
 from ludwig_llm.models.adapters import build_peft_config, initialize_from_training_rows
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.results import MODEL_DIR
@@ -46,8 +44,6 @@ def test_a_run_with_eva_trains_saves_and_predicts(make_config, small_dataset, tm
     assert len(predictions) == 2
 
 
-def test_eva_config_reaches_peft_and_corda_is_refused_with_its_reason(make_config):
+def test_eva_config_reaches_peft(make_config):
     peft_config = build_peft_config("lora", load_config(make_config(adapter=eva_adapter(tau=0.9))).adapter.peft_params())
     assert peft_config.init_lora_weights == "eva" and peft_config.eva_config.tau == 0.9 and peft_config.eva_config.rho == 2.0
-    with pytest.raises(ConfigValidationError, match="'corda' initializes LoRA from a calibration pass"):
-        load_config(make_config(adapter={"type": "lora", "init_lora_weights": "corda"}))
