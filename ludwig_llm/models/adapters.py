@@ -19,7 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.errors import UserError
-from ludwig_llm.models.corda import gather_covariance, is_corda, keep_initial_adapter
+from ludwig_llm.models.corda import gather_covariance, is_corda
+from ludwig_llm.models.initial_adapter import changes_base_weights, keep_initial_adapter
 from ludwig_llm.models.loader import hf_token, is_quantized
 from ludwig_llm.schema.registry import adapter_registry, load_implementation
 
@@ -135,8 +136,8 @@ def apply_adapter(
         if is_corda(peft_config):
             gather_covariance(model, peft_config, calibration_rows)
         peft_model = get_peft_model(model, peft_config)
-        if is_corda(peft_config):
-            keep_initial_adapter(peft_model)
+        if changes_base_weights(peft_config):
+            keep_initial_adapter(peft_model)  # so the saved adapter fits the unchanged base (models/initial_adapter.py)
     if not is_trainable:
         _freeze(peft_model)
     return peft_model

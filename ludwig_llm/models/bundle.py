@@ -19,7 +19,7 @@ from ludwig_llm.data.retrieval import RETRIEVAL_DIR, load_retriever
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.adapters import merge_and_save
 from ludwig_llm.models.build import build_llm
-from ludwig_llm.models.corda import initial_adapter_path
+from ludwig_llm.models.initial_adapter import initial_adapter_path
 from ludwig_llm.models.classifier_head import attach_saved_head, head_set_aside, save_head
 from ludwig_llm.models.integrity import verify_model_files, weight_checksums
 from ludwig_llm.models.loader import load_tokenizer
@@ -56,7 +56,7 @@ def save_model_directory(directory: str, *, config, model, tokenizer, base_model
     if model is not None and weights in ("adapter", "full"):
         unwrapped = getattr(model, "module", model)  # DDP wraps the model
         with head_set_aside(unwrapped) as head:  # a category's classification head goes in a file of its own
-            initial = initial_adapter_path(unwrapped)  # CorDA: saved as a plain LoRA on the unchanged base model
+            initial = initial_adapter_path(unwrapped)  # PiSSA, OLoRA, CorDA: saved as a plain LoRA on the unchanged base
             unwrapped.save_pretrained(directory, **({"path_initial_model_for_weight_conversion": initial} if initial else {}))
         if head is not None:
             save_head(head, directory)

@@ -218,6 +218,30 @@ def test_lora_initializations_by_name_attach_and_train(tiny_llama, init):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
 
 
+@pytest.mark.parametrize("init", ["pissa", "pissa_niter_2", "olora"])
+def test_inits_that_change_the_base_save_an_adapter_for_the_unchanged_base(tiny_llama, tmp_path, init):
+    """PiSSA and OLoRA leave a residual in the base weights: the adapter is saved converted to a plain LoRA (rank 2r,
+    `init_lora_weights: true`) that gives the trained model's outputs on the original base model, with no decomposition
+    to redo when it loads (randomized for `pissa_niter_N`, and not redone at all by tools that load plain LoRA)."""
+    from ludwig_llm.models.initial_adapter import initial_adapter_path
+    from ludwig_llm.schema.adapters import LoraConfig
+
+    params = LoraConfig.from_dict({"r": 4, "alpha": 8, "dropout": 0.0, "init_lora_weights": init}).peft_params()
+    model = apply_adapter(load_base_model(tiny_llama, dtype="float32"), "lora", params)
+    with torch.no_grad():  # stand-in for training
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.add_(0.02)
+        trained = model(input_ids=INPUT_IDS).logits
+    assert initial_adapter_path(model)
+    model.save_pretrained(str(tmp_path / "converted"), path_initial_model_for_weight_conversion=initial_adapter_path(model))
+    saved = json.load(open(tmp_path / "converted" / "adapter_config.json"))
+    assert saved["r"] == 8 and saved["init_lora_weights"] is True
+    with torch.no_grad():
+        converted = peft.PeftModel.from_pretrained(load_base_model(tiny_llama, dtype="float32"), str(tmp_path / "converted"))
+        torch.testing.assert_close(converted(input_ids=INPUT_IDS).logits, trained, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_loftq_without_a_gpu_is_a_clear_user_error():
     with pytest.raises(UserError, match="'loftq' runs on a GPU"):

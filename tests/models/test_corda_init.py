@@ -14,7 +14,7 @@ from peft import PeftModel
 from ludwig_llm.api import LudwigLLM
 from ludwig_llm.errors import ConfigValidationError
 from ludwig_llm.models.build import build_llm
-from ludwig_llm.models.corda import initial_adapter_path
+from ludwig_llm.models.initial_adapter import initial_adapter_path
 from ludwig_llm.models.loader import load_base_model
 from ludwig_llm.results import MODEL_DIR
 from ludwig_llm.schema import load_config
