@@ -95,7 +95,9 @@ class PreferenceRecipe(FineTuneRecipe):
         if self.reference is not None:
             with torch.no_grad():
                 log_probs, _ = self._log_probs(self.reference, sequences)
-        else:  # the policy without its adapter, in eval mode (no dropout), as the base model it started from
+        else:  # the policy without its adapter, in eval mode (no dropout), as the base model it started from.
+            # Under fsdp and deepspeed self.model is the sharded module itself (its hooks gather the weights): every
+            # worker calls this for the same micro-batches, as those forward passes are collective.
             was_training = self.model.training
             self.model.eval()
             with torch.no_grad(), self.model.disable_adapter():
