@@ -56,8 +56,8 @@ class PreferenceRecipe(FineTuneRecipe):
         self.beta = getattr(self.trainer, self.beta)
         self.reference = None
         if self.uses_reference and self.config.adapter is None:
-            self.reference = build_llm(self.config, for_training=False, base_model_path=self.job.base_model_path, device=self.device).model
-            self.reference.requires_grad_(False).eval()
+            reference = build_llm(self.config, for_training=False, base_model_path=self.job.base_model_path, device=self.device).model
+            self.reference = self.strategy.prepare_frozen(reference.requires_grad_(False).eval())
         self.reference_cache = {"train": None, "validation": None}
         if self.uses_reference and self.trainer.precompute_ref_log_probs:
             batch = self.trainer.eval_batch_size

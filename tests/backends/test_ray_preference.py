@@ -2,8 +2,8 @@
 the pairs of the whole step, so the averaged gradient is the local one's (as the finetune loop's token loss).
 SGD, as in test_ray_token_loss.py. With LoRA, DPO also runs sharded (FSDP2, DeepSpeed ZeRO-2 and ZeRO-3) and
 follows the local run: the reference is the sharded policy with its adapter off, and every worker runs the same
-forward passes (they are collective). KTO under FSDP follows KTO under DDP, and ORPO (no reference model) fine-tunes
-every weight under ZeRO-3 as locally. About a minute per run on 2 CPU cores, most of it starting the Ray workers."""
+forward passes (they are collective). KTO under FSDP follows KTO under DDP; ORPO (no reference model) fine-tunes
+every weight under ZeRO-3, and DPO every weight under FSDP (its frozen reference copy sharded too), as locally. About a minute per run on 2 CPU cores, most of it starting the Ray workers."""
 
 from __future__ import annotations
 
@@ -107,3 +107,11 @@ def test_full_fine_tuning_orpo_under_zero3_follows_the_local_run(ray_cluster, ma
     for part in ("embed_tokens", "self_attn", "mlp"):
         assert relative_weight_difference(trained, reference, part) < 0.01, part
     assert relative_weight_difference(trained, base, "self_attn") > 0.001, "full fine-tuning moved no weight"
+
+
+def test_full_fine_tuning_dpo_under_fsdp_follows_the_local_run(ray_cluster, make_config, tmp_path):
+    # Without an adapter the reference is a frozen copy of the base model, which FSDP shards like the policy.
+    local = train_in_one_thread(sharded_config(make_config, "dpo", adapter=None), preference_table(), tmp_path / "local")
+    fsdp = LudwigLLM(sharded_config(make_config, "dpo", "fsdp", adapter=None)).train(preference_table(),
+                                                                                    output_directory=str(tmp_path / "fsdp"))
+    assert_follows(local, fsdp, "full dpo fsdp")

@@ -86,9 +86,9 @@ RULES = [
     ("classifier head with fsdp", config(output_features=[{"name": "label", "type": "category", "decoder": "classifier"}],
                                           quantization=None, backend={"type": "ray", "trainer": {"strategy": {"type": "fsdp"}}}),
      "backend.trainer.strategy.type", "use 'ddp'", "fsdp"),
-    ("dpo without adapter, sharded", config(adapter=None, quantization=None, trainer={"type": "dpo"},
-                                            backend={"type": "ray", "trainer": {"strategy": {"type": "fsdp"}}}),
-     "backend.trainer.strategy.type", "frozen copy of the base model, which 'fsdp' does not shard", "fsdp"),
+    ("dpo without adapter, deepspeed", config(adapter=None, quantization=None, trainer={"type": "dpo"},
+                                              backend={"type": "ray", "trainer": {"strategy": {"type": "deepspeed", "zero_stage": 3}}}),
+     "backend.trainer.strategy.type", "frozen copy of the base model, which 'deepspeed' does not shard", "deepspeed"),
     ("kto without adapter, sharded", config(adapter=None, quantization=None, trainer={"type": "kto"},
                                             backend={"type": "ray", "trainer": {"strategy": {"type": "deepspeed"}}}),
      "backend.trainer.strategy.type", "add an adapter", "deepspeed"),
@@ -212,6 +212,8 @@ VALID_VARIANTS = [
     pytest.param(config(adapter=None, quantization=None, trainer={"type": "orpo"},
                         backend={"type": "ray", "trainer": {"strategy": {"type": "deepspeed", "zero_stage": 3}}}),
                  id="orpo without an adapter under zero3 (no reference model)"),
+    pytest.param(config(adapter=None, quantization=None, trainer={"type": "dpo"},
+                        backend={"type": "ray", "trainer": {"strategy": "fsdp"}}), id="dpo without an adapter under fsdp"),
 ]
 
 
