@@ -286,9 +286,15 @@ def sharded_strategy_fits(config) -> Iterator[ConfigIssue]:
         if config.adapter is not None and config.adapter.type == "adalora":
             yield ConfigIssue(f"{path}.type", f"AdaLoRA reallocates ranks from whole gradients, which '{strategy.type}' "
                               "splits over the workers; use 'ddp', or another adapter.", strategy.type)
-        if config.trainer.type in PREFERENCE_TYPES:
-            yield ConfigIssue(f"{path}.type", f"trainer '{config.trainer.type}' runs on Ray with strategy 'ddp' only (its "
-                              "paired and reference forward passes are not sharded); use 'ddp'.", strategy.type)
+        if config.trainer.type == "grpo":
+            yield ConfigIssue(f"{path}.type", f"trainer 'grpo' samples completions with generate, and the workers' "
+                              f"completions differ in length, so '{strategy.type}' (whose every forward pass is "
+                              "collective) would wait forever; use 'ddp'.", strategy.type)
+        elif config.trainer.type in ("dpo", "kto") and config.adapter is None and strategy.type == "deepspeed":
+            yield ConfigIssue(f"{path}.type", f"trainer '{config.trainer.type}' without an adapter scores with a frozen copy "
+                              "of the base model, which 'deepspeed' does not shard (every worker would hold it whole); add an "
+                              "adapter (the reference is then the policy with its adapter off), or use 'fsdp' (which "
+                              "shards the copy too) or 'ddp'.", strategy.type)
         if config.trainer.type in TRAINING_TYPES and config.trainer.optimizer.type != "adamw" and strategy.type == "deepspeed":
             yield ConfigIssue("trainer.optimizer.type", "strategy 'deepspeed' runs with optimizer 'adamw'.", config.trainer.optimizer.type)
         if config.trainer.type in TRAINING_TYPES and config.trainer.optimizer.type.endswith("_8bit") and strategy.type == "fsdp":

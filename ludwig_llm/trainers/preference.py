@@ -44,8 +44,8 @@ class PreferenceRecipe(FineTuneRecipe):
         self.beta = getattr(self.trainer, self.beta)
         self.reference = None
         if self.uses_reference and self.config.adapter is None:
-            self.reference = build_llm(self.config, for_training=False, base_model_path=self.job.base_model_path, device=self.device).model
-            self.reference.requires_grad_(False).eval()
+            reference = build_llm(self.config, for_training=False, base_model_path=self.job.base_model_path, device=self.device).model
+            self.reference = self.strategy.prepare_frozen(reference.requires_grad_(False).eval())
         self.reference_cache = {"train": None, "validation": None}
         if self.uses_reference and self.trainer.precompute_ref_log_probs:
             batch = self.trainer.eval_batch_size
@@ -83,7 +83,9 @@ class PreferenceRecipe(FineTuneRecipe):
         if self.reference is not None:
             with torch.no_grad():
                 log_probs, _ = self._log_probs(self.reference, sequences)
-        else:  # the policy without its adapter, in eval mode (no dropout), as the base model it started from
+        else:  # the policy without its adapter, in eval mode (no dropout), as the base model it started from.
+            # Under fsdp and deepspeed self.model is the sharded module itself (its hooks gather the weights): every
+            # worker calls this for the same micro-batches, as those forward passes are collective.
             was_training = self.model.training
             self.model.eval()
             with torch.no_grad(), self.model.disable_adapter():

@@ -58,6 +58,10 @@ class Strategy:
         self.optimizer = optimizer
         return optimizer
 
+    def prepare_frozen(self, model):
+        """Place a frozen model that every worker only forwards (a preference trainer's reference copy)."""
+        return model.to(self.device)
+
     @property
     def precision(self) -> Precision:
         """What the trainer section's `precision` means on this worker's device."""
@@ -139,6 +143,15 @@ class FSDPStrategy(Strategy):
         self.model = self.train_model = model
         self.optimizer = make_optimizer(model)  # after sharding: it must hold the sharded parameters
         return self.optimizer
+
+    def prepare_frozen(self, model):
+        # Sharded like the policy, so no worker holds it whole; its forward passes are then collective.
+        mesh = init_device_mesh(self.device.type, (self.session.world_size,))
+        model.to(self.device)
+        for layer in decoder_layers(model):
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        return model
 
     def _grad_scaler(self):
         # Each worker sees a shard of the gradients: the scaler must agree on "inf found" across workers.

@@ -136,7 +136,8 @@ def test_the_preference_examples_train_on_their_data(tiny_model_dir, tmp_path, n
 
 
 @pytest.mark.parametrize("sections, path", [
-    ({"backend": {"type": "ray", "trainer": {"strategy": {"type": "fsdp"}}}}, "backend.trainer.strategy.type"),
+    # without an adapter, kto's frozen reference copy would not be sharded by deepspeed (fsdp shards it)
+    ({"backend": {"type": "ray", "trainer": {"strategy": {"type": "deepspeed"}}}}, "backend.trainer.strategy.type"),
     ({"quantization": {"bits": 4}}, "quantization"),
 ])
 def test_preference_configs_the_loop_cannot_run_are_refused_at_check_time(sections, path):
