@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Sequence
 
 import torch
-import torch.distributed as dist
 
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.tokenize import IGNORE_INDEX
@@ -30,6 +29,7 @@ from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe, _adalora_u
 from ludwig_llm.trainers.grpo_losses import group_advantages, grpo_token_losses
 from ludwig_llm.trainers.preference_losses import token_log_probs
 from ludwig_llm.trainers.rewards import build_rewards
+from ludwig_llm.trainers.session import sums_over_workers
 
 
 @dataclass
@@ -210,11 +210,7 @@ class GRPORecipe(FineTuneRecipe):
         return {"reward": scores["total"].mean().item(), **{f"reward_{r.name}": scores[r.name].mean().item() for r in self.rewards}}
 
     def _over_workers(self, sums: dict) -> dict:
-        if self.session.world_size == 1:
-            return sums
-        tensor = torch.tensor([sums[k] for k in sums], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return dict(zip(sums, tensor.tolist()))
+        return sums_over_workers(sums, self.session, self.device)
 
 
 def _through_first(tokens: List[int], eos_ids: Sequence[int]) -> List[int]:

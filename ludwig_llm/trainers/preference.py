@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
-import torch.distributed as dist
 
 from ludwig_llm.data.tokenize import IGNORE_INDEX
 from ludwig_llm.errors import UserError
@@ -24,6 +23,7 @@ from ludwig_llm.models.build import build_llm
 from ludwig_llm.trainers.batches import scores_first_label, worker_share
 from ludwig_llm.trainers.finetune import FineTuneRecipe, _adalora_update
 from ludwig_llm.trainers.preference_losses import dpo_loss, kto_loss, orpo_odds_ratio_loss, sequence_log_probs
+from ludwig_llm.trainers.session import sums_over_workers
 
 STATISTICS = ("loss_sum", "chosen_sum", "chosen_rows", "rejected_sum", "rejected_rows", "correct", "rows", "nll_sum", "tokens")
 
@@ -179,11 +179,7 @@ class PreferenceRecipe(FineTuneRecipe):
         return _summary(totals)
 
     def _over_workers(self, sums: dict) -> dict:
-        if self.session.world_size == 1:
-            return sums
-        tensor = torch.tensor([sums[k] for k in sums], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return dict(zip(sums, tensor.tolist()))
+        return sums_over_workers(sums, self.session, self.device)
 
 
 def _summary(sums: dict) -> dict:

@@ -10,9 +10,19 @@ import os
 from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
 
 from ludwig_llm.results import (CHECKPOINTS_DIR, MODEL_DIR, RUN_CHECKPOINTED, checkpoint_kept, checkpoint_name, mark_run_state,
                                 model_kept, prune_checkpoints, write_directory_atomically)
+
+
+def sums_over_workers(sums: dict, session: "WorkerSession", device) -> dict:
+    """Each value summed over every worker of the run (one collective call for the whole dict); as is with one worker."""
+    if session.world_size == 1:
+        return sums
+    tensor = torch.tensor([sums[k] for k in sums], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return dict(zip(sums, tensor.tolist()))
 
 
 class WorkerSession:
