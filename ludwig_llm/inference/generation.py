@@ -115,13 +115,15 @@ def clean_output(text: str, stop_strings: Optional[Sequence[str]] = None) -> str
     return text[:cut].strip()
 
 
-def _new_tokens(row, eos_ids: Sequence[int]) -> List[int]:
-    # Rows that finish early are filled with padding; cutting at the first eos
-    # keeps that filler out even where the pad token is not a special token.
-    tokens = row.tolist()
+def cut_at_eos(tokens: List[int], eos_ids: Sequence[int], *, keep_eos: bool = False) -> List[int]:
+    """A generated row's tokens up to its first end-of-sequence token (included with ``keep_eos``).
+
+    Rows that finish early are filled with padding; cutting at the first eos keeps that filler out even
+    where the pad token is not a special token.
+    """
     for position, token in enumerate(tokens):
         if token in eos_ids:
-            return tokens[:position]
+            return tokens[: position + 1] if keep_eos else tokens[:position]
     return tokens
 
 
@@ -176,7 +178,7 @@ def generate(
                 generated = model.generate(
                     input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_config, **extra
                 )
-                new_tokens = [_new_tokens(row, eos_ids) for row in generated[:, input_ids.shape[1]:].cpu()]
+                new_tokens = [cut_at_eos(row, eos_ids) for row in generated[:, input_ids.shape[1]:].tolist()]
             for row_index, tokens in zip(batch, new_tokens):
                 text = tokenizer.decode(tokens, skip_special_tokens=True)
                 outputs[row_index] = clean_output(text, generation.stop_strings)

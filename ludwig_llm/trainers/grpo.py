@@ -22,7 +22,7 @@ import torch
 from ludwig_llm.data.formats import structured_format
 from ludwig_llm.data.tokenize import IGNORE_INDEX
 from ludwig_llm.errors import UserError
-from ludwig_llm.inference.generation import build_generation_config, clean_output, eos_token_ids, generate, left_pad
+from ludwig_llm.inference.generation import build_generation_config, clean_output, cut_at_eos, eos_token_ids, generate, left_pad
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.trainers.batches import scores_first_label, worker_share
 from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe, _adalora_update
@@ -115,7 +115,7 @@ class GRPORecipe(FineTuneRecipe):
         labels = torch.full_like(generated[:, width:], IGNORE_INDEX)
         texts = []
         for number, new in enumerate(generated[:, width:].tolist()):  # prompt-major: G rows per prompt
-            completion = _through_first(new, self.eos_ids)
+            completion = cut_at_eos(new, self.eos_ids, keep_eos=True)  # stopping is part of what it chose
             labels[number, :len(completion)] = torch.tensor(completion, dtype=torch.long)
             text = self.tokenizer.decode([t for t in completion if t not in self.eos_ids], skip_special_tokens=True)
             texts.append(clean_output(text, self.stop_strings))
@@ -211,15 +211,6 @@ class GRPORecipe(FineTuneRecipe):
 
     def _over_workers(self, sums: dict) -> dict:
         return sums_over_workers(sums, self.session, self.device)
-
-
-def _through_first(tokens: List[int], eos_ids: Sequence[int]) -> List[int]:
-    """A completion's tokens up to and including its first end-of-sequence token (stopping is part of what it chose);
-    the padding after it is dropped."""
-    for position, token in enumerate(tokens):
-        if token in eos_ids:
-            return tokens[: position + 1]
-    return tokens
 
 
 run_grpo = GRPORecipe.run  # the worker function
