@@ -13,6 +13,7 @@ import torch
 
 from ludwig_llm.errors import UserError
 from ludwig_llm.models import adapters, loader
+from ludwig_llm.models.fast_dropout import use_bits_dropout
 from ludwig_llm.models.precision import Precision, bnb_compute_dtype, default_device, resolve_precision
 from ludwig_llm.models.resolve import resolve_base_model
 
@@ -84,6 +85,8 @@ def build_llm(config, *, for_training: bool, padding_side: str = "right", base_m
             is_trainable=for_training,
             calibration_rows=_corda_calibration(config, calibration_rows),
         )
+    if for_training:
+        use_bits_dropout(model)  # peft's nn.Dropout draws its masks slowly on the CPU (models/fast_dropout.py)
     if for_training and getattr(trainer, "layers_to_freeze_regex", None):
         freeze_matching(model, trainer.layers_to_freeze_regex)
     if not for_training:

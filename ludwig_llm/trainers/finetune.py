@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,7 @@ from ludwig_llm.data.tokenize import PaddingCollator
 from ludwig_llm.inference.batch_size_search import longest_first, search_batch_size
 from ludwig_llm.inference.teacher_forcing import teacher_forced_metrics
 from ludwig_llm.models.adapters import initialize_from_training_rows
+from ludwig_llm.models.training_speed import eager_is_faster, training_kernels
 from ludwig_llm.models.build import build_llm
 from ludwig_llm.models.bundle import save_model_directory
 from ludwig_llm.schema import load_config
@@ -190,8 +191,11 @@ class FineTuneRecipe:
     def train(self) -> None:
         state, trainer = self.state, self.trainer
         self.started = time.time()
-        # closed on an error too, so the error message starts on its own line
-        with tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step", disable=not self.session.is_main) as progress:
+        sequences, longest = self.training_shape()
+        eager = eager_is_faster(self.model, self.device, self.strategy.precision.compute_dtype, sequences, longest)
+        # the progress bar is closed on an error too, so the error message starts on its own line
+        with training_kernels(self.model, use_eager=eager, autocast=isinstance(self.autocast, torch.autocast)), \
+                tqdm(total=self.total_steps, initial=state.step, desc="training", unit="step", disable=not self.session.is_main) as progress:
             self.model.train()
             while state.step < self.total_steps and not self.stopped_early:
                 epoch_batches = global_batches(self.lengths, trainer.batch_size, trainer.seed, state.epoch, trainer.group_by_length)
@@ -209,6 +213,13 @@ class FineTuneRecipe:
                         self._save_checkpoint()
                     if self.stopped_early:
                         break
+
+    def training_shape(self) -> Tuple[int, int]:
+        """The sequences of a micro-batch's forward pass, and the longest (the attention kernel's choice needs them)."""
+        longest = max(self.lengths, default=0)
+        if self.trainer.packing:
+            longest = max(longest, self.config.preprocessing.global_max_sequence_length or 0)
+        return self.trainer.batch_size, longest
 
     def train_step(self, micro_batches: List[List[int]]) -> float:
         """One optimizer step over its micro-batches (global row indices); returns the step's loss.

@@ -93,6 +93,10 @@ class GRPORecipe(FineTuneRecipe):
             self.reference = build_llm(self.config, for_training=False, base_model_path=self.job.base_model_path, device=self.device).model
             self.reference.requires_grad_(False).eval()
 
+    def training_shape(self):
+        prompts, longest_prompt = super().training_shape()
+        return prompts * self.trainer.grpo_num_generations, longest_prompt + self.sampling.max_new_tokens
+
     # ------------------------------------------------------------ rollouts
 
     def _score(self, completions: Sequence[str], rows: Sequence[dict]) -> dict:

@@ -55,6 +55,10 @@ class PreferenceRecipe(FineTuneRecipe):
                 self.reference_cache[split] = torch.cat(values).cpu() if values else None
             self.reference = None  # the cache replaces the copy
 
+    def training_shape(self):
+        sequences, longest = super().training_shape()
+        return 2 * sequences, longest  # chosen and rejected (KTO: the rows and their mismatched KL pairs) in one pass
+
     # ------------------------------------------------------------ sequences and log-probabilities
 
     def _second_sequence(self, rows: Sequence[dict], index: int) -> dict:
