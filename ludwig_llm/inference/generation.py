@@ -11,6 +11,7 @@ stop string, surrounding whitespace stripped.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from transformers import GenerationConfig as HFGenerationConfig
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.greedy import UnsupportedCache, fast_path_applies, greedy_decode, stop_string_check
+from ludwig_llm.inference.packed_linear import packed_linears
 from ludwig_llm.models.modes import evaluating
 from ludwig_llm.schema.generation import GenerationConfig
 
@@ -162,8 +164,11 @@ def generate(
     greedy = fast_path_applies(model, hf_config)
     stop_check = stop_string_check(tokenizer, generation.stop_strings)
 
+    # Batched decode steps run faster on oneDNN's prepacked weights on the CPU (see inference.packed_linear); the
+    # packing (~0.4 s for a 135M model) pays for itself once a few rows decode together.
+    pack = greedy and min(batch_size, len(prompt_ids)) >= 4
     outputs: List[Optional[str]] = [None] * len(prompt_ids)
-    with evaluating(model), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
+    with evaluating(model), packed_linears(model) if pack else contextlib.nullcontext(), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
             rows = [prompt_ids[i] for i in batch]
             new_tokens = None
