@@ -80,7 +80,8 @@ def test_generate_with_packed_linears_matches_one_row_generate(tiny_model_dir, m
     monkeypatch.setattr(generation, "packed_linears", spy)
     for model in (base, adapted):
         with torch.no_grad():
-            first = model.generate(torch.tensor([prompt_ids[1]]), max_new_tokens=4, do_sample=False)[0, len(prompt_ids[1]):]
+            first = model.generate(torch.tensor([prompt_ids[1]]), max_new_tokens=4, do_sample=False)
+        first = first[0, len(prompt_ids[1]):]
         stop = int(first[1])  # a token the model emits: that row (at least) ends after one token
         expected = []
         with torch.no_grad():
