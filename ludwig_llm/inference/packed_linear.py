@@ -35,7 +35,7 @@ def _packable(module: torch.nn.Module) -> bool:
         and weight.dtype == torch.float32
         and weight.device.type == "cpu"
         and tuple(weight.shape) == (module.out_features, module.in_features)  # not a ZeRO-3 placeholder
-        and "forward" not in vars(module)  # not patched already (nested calls)
+        and "forward" not in vars(module)  # not patched already (nested calls), nor wrapped by accelerate hooks
     )
 
 
