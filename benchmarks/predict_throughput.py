@@ -54,7 +54,7 @@ def baseline(model, tokenizer, ids, generation):
     """What one would write without this module: one unpadded `model.generate` call per row."""
     import torch
 
-    from ludwig_llm.inference.generation import build_generation_config, clean_output, eos_token_ids, _new_tokens
+    from ludwig_llm.inference.generation import build_generation_config, clean_output, cut_at_eos, eos_token_ids
 
     hf_config = build_generation_config(model, tokenizer, generation)
     extra = {"tokenizer": tokenizer} if generation.stop_strings else {}
@@ -63,7 +63,7 @@ def baseline(model, tokenizer, ids, generation):
     with torch.inference_mode():
         for row in ids:
             out = model.generate(torch.tensor([row], device=model.device), generation_config=hf_config, **extra)
-            text = tokenizer.decode(_new_tokens(out[0, len(row):].cpu(), eos), skip_special_tokens=True)
+            text = tokenizer.decode(cut_at_eos(out[0, len(row):].tolist(), eos), skip_special_tokens=True)
             outputs.append(clean_output(text, generation.stop_strings))
     return outputs
 

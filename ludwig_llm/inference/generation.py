@@ -4,13 +4,15 @@ Rows are sorted by prompt length before batching so each batch pads little,
 left-padded (a decoder-only model continues from the last position of every
 row), and returned in their original order. Greedy decoding with nothing else
 set runs `inference.greedy`'s loop, which computes the batch's shared prompt
-prefix once and drops rows from the batch as they end. Outputs are cleaned the same way
+prefix once and drops rows from the batch as they end, with the model's fp32 CPU linears on oneDNN's
+prepacked weights (`inference.packed_linear`) where that pays. Outputs are cleaned the same way
 for every caller: only the new tokens, special tokens skipped, cut at the first
 stop string, surrounding whitespace stripped.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -20,6 +22,7 @@ from transformers import GenerationConfig as HFGenerationConfig
 from ludwig_llm.data.tokenize import pad_token_id_of
 from ludwig_llm.errors import UserError
 from ludwig_llm.inference.greedy import UnsupportedCache, fast_path_applies, greedy_decode, stop_string_check
+from ludwig_llm.inference.packed_linear import packed_linears
 from ludwig_llm.models.modes import evaluating
 from ludwig_llm.schema.generation import GenerationConfig
 
@@ -162,8 +165,15 @@ def generate(
     greedy = fast_path_applies(model, hf_config)
     stop_check = stop_string_check(tokenizer, generation.stop_strings)
 
+    # Batched decode steps run faster on oneDNN's prepacked weights on the CPU (see inference.packed_linear).
+    # Packing costs about 8 one-row decode steps (SmolLM2-135M, one thread: 0.42 s against 53 ms) and saves about a
+    # third of every step of two or more rows (2 rows: ~98 -> ~61 ms, 4 rows: ~86 -> ~49 ms), nothing much for one.
+    decode_steps = -(-len(prompt_ids) // max(batch_size, 1)) * (hf_config.max_new_tokens or 0)
+    pack = greedy and min(batch_size, len(prompt_ids)) >= 2 and decode_steps >= 32
+    packing = packed_linears(model) if pack else contextlib.nullcontext()
+    bar = tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress)
     outputs: List[Optional[str]] = [None] * len(prompt_ids)
-    with evaluating(model), tqdm(total=len(prompt_ids), desc="Generating", unit="row", disable=not progress) as bar:
+    with evaluating(model), packing, bar:
         for batch in length_sorted_batches([len(ids) for ids in prompt_ids], batch_size):
             rows = [prompt_ids[i] for i in batch]
             new_tokens = None
