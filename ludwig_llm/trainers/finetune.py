@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
 from peft.tuners.adalora import AdaLoraModel
 from tqdm.auto import tqdm
 from transformers.integrations.neftune import activate_neftune
@@ -50,6 +49,7 @@ from ludwig_llm.trainers.batches import (
 from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_weights, read_checkpoint, save_checkpoint, save_weights
 from ludwig_llm.trainers.label_loss import TrainingLoss
 from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
+from ludwig_llm.trainers.session import sums_over_workers
 from ludwig_llm.trainers.strategies import copy_trainable_state, create_strategy
 
 LOWER_IS_BETTER = {"loss": True, "perplexity": True, "next_token_accuracy": False}
@@ -246,7 +246,7 @@ class FineTuneRecipe:
         strategy.zero_grad()
         self.state.step += 1
         # Each worker holds world_size x its tokens' share of the loss: their mean is the step's token loss.
-        return _mean_over_workers(loss_sum, self.device) if session.world_size > 1 else loss_sum
+        return sums_over_workers({"loss": loss_sum}, session, self.device)["loss"] / session.world_size
 
     def _micro_batch_inputs(self, batch: List[int]):
         """This worker's tensors for one micro-batch (global row indices), and whether it has rows of its own.
@@ -371,13 +371,6 @@ class FineTuneRecipe:
                                  retriever=retriever, merge=merge, quantized=built.quantized)
 
         self.session.save_model(write, {"step": self.state.step})
-
-
-def _mean_over_workers(value: float, device) -> float:
-    """The mean of a per-worker number over all workers of the process group. Collective."""
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.item() / dist.get_world_size()
 
 
 def _adalora_update(model, step: int) -> None:
