@@ -16,7 +16,6 @@ from ludwig_llm.errors import UserError
 from ludwig_llm.models.modes import evaluating
 
 
-
 def is_corda(peft_config) -> bool:
     return getattr(peft_config, "init_lora_weights", None) == "corda"
 

@@ -49,7 +49,7 @@ from ludwig_llm.trainers.batches import (
 from ludwig_llm.trainers.checkpoint import BEST_WEIGHTS_FILE, LoopState, load_weights, read_checkpoint, save_checkpoint, save_weights
 from ludwig_llm.trainers.label_loss import TrainingLoss
 from ludwig_llm.trainers.optim import build_optimizer, build_scheduler
-from ludwig_llm.trainers.session import sums_over_workers
+from ludwig_llm.trainers.session import step_loss_over_workers
 from ludwig_llm.trainers.strategies import copy_trainable_state, create_strategy
 
 LOWER_IS_BETTER = {"loss": True, "perplexity": True, "next_token_accuracy": False}
@@ -245,8 +245,7 @@ class FineTuneRecipe:
         _adalora_update(self.model, self.state.step)  # reads this step's gradients
         strategy.zero_grad()
         self.state.step += 1
-        # Each worker holds world_size x its tokens' share of the loss: their mean is the step's token loss.
-        return sums_over_workers({"loss": loss_sum}, session, self.device)["loss"] / session.world_size
+        return step_loss_over_workers(loss_sum, session, self.device)
 
     def _micro_batch_inputs(self, batch: List[int]):
         """This worker's tensors for one micro-batch (global row indices), and whether it has rows of its own.

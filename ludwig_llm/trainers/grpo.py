@@ -29,7 +29,7 @@ from ludwig_llm.trainers.finetune import FineTuneJob, FineTuneRecipe, _adalora_u
 from ludwig_llm.trainers.grpo_losses import group_advantages, grpo_token_losses
 from ludwig_llm.trainers.preference_losses import token_log_probs
 from ludwig_llm.trainers.rewards import build_rewards
-from ludwig_llm.trainers.session import sums_over_workers
+from ludwig_llm.trainers.session import step_loss_over_workers, sums_over_workers
 
 
 @dataclass
@@ -158,7 +158,7 @@ class GRPORecipe(FineTuneRecipe):
         shares = [worker_share(batch, session.rank, session.world_size) for batch in micro_batches]
         rollouts = [self._rollout(share) if share else self._idle_rollout(batch[0]) for share, batch in zip(shares, micro_batches)]
         own_tokens = sum((r.labels != IGNORE_INDEX).sum().item() for r, share in zip(rollouts, shares) if share)
-        tokens = max(1.0, self._over_workers({"tokens": float(own_tokens)})["tokens"])
+        tokens = max(1.0, sums_over_workers({"tokens": float(own_tokens)}, session, self.device)["tokens"])
         totals = dict.fromkeys(self.statistics, 0.0)
         loss_sum = 0.0
         for index, (rollout, share) in enumerate(zip(rollouts, shares)):
@@ -184,8 +184,8 @@ class GRPORecipe(FineTuneRecipe):
         _adalora_update(self.model, self.state.step)
         strategy.zero_grad()
         self.state.step += 1
-        self.step_statistics = self._summary(self._over_workers(totals))
-        return self._over_workers({"loss": loss_sum})["loss"] / session.world_size
+        self.step_statistics = self._summary(sums_over_workers(totals, session, self.device))
+        return step_loss_over_workers(loss_sum, session, self.device)
 
     def _summary(self, sums: dict) -> dict:
         tokens, completions = max(1.0, sums["tokens"]), max(1.0, sums["completions"])
@@ -212,9 +212,6 @@ class GRPORecipe(FineTuneRecipe):
                          batch_size=self.trainer.eval_batch_size, progress=False, stop_token_ids=self.stop_token_ids)
         scores = self._score(texts, [row["row"] for row in rows])
         return {"reward": scores["total"].mean().item(), **{f"reward_{r.name}": scores[r.name].mean().item() for r in self.rewards}}
-
-    def _over_workers(self, sums: dict) -> dict:
-        return sums_over_workers(sums, self.session, self.device)
 
 
 run_grpo = GRPORecipe.run  # the worker function

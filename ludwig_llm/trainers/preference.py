@@ -20,10 +20,11 @@ import torch
 from ludwig_llm.data.tokenize import IGNORE_INDEX
 from ludwig_llm.errors import UserError
 from ludwig_llm.models.build import build_llm
+from ludwig_llm.models.modes import evaluating
 from ludwig_llm.trainers.batches import scores_first_label, worker_share
 from ludwig_llm.trainers.finetune import FineTuneRecipe, _adalora_update
 from ludwig_llm.trainers.preference_losses import dpo_loss, kto_loss, orpo_odds_ratio_loss, sequence_log_probs
-from ludwig_llm.trainers.session import sums_over_workers
+from ludwig_llm.trainers.session import step_loss_over_workers, sums_over_workers
 
 STATISTICS = ("loss_sum", "chosen_sum", "chosen_rows", "rejected_sum", "rejected_rows", "correct", "rows", "nll_sum", "tokens")
 
@@ -90,11 +91,8 @@ class PreferenceRecipe(FineTuneRecipe):
         else:  # the policy without its adapter, in eval mode (no dropout), as the base model it started from.
             # Under fsdp and deepspeed self.model is the sharded module itself (its hooks gather the weights): every
             # worker calls this for the same micro-batches, as those forward passes are collective.
-            was_training = self.model.training
-            self.model.eval()
-            with torch.no_grad(), self.model.disable_adapter():
+            with evaluating(self.model, torch.no_grad), self.model.disable_adapter():
                 log_probs, _ = self._log_probs(self.model, sequences)
-            self.model.train(was_training)
         return log_probs.view(2, len(indices)).T
 
     def _row_losses(self, model, rows: Sequence[dict], indices: List[int], split: str):
@@ -158,8 +156,8 @@ class PreferenceRecipe(FineTuneRecipe):
         _adalora_update(self.model, self.state.step)
         strategy.zero_grad()
         self.state.step += 1
-        self.step_statistics = _summary(self._over_workers(totals))
-        return self._over_workers({"loss": loss_sum})["loss"] / session.world_size
+        self.step_statistics = _summary(sums_over_workers(totals, session, self.device))
+        return step_loss_over_workers(loss_sum, session, self.device)
 
     def _log(self, loss: float, progress) -> None:
         state, stats = self.state, self.step_statistics
@@ -181,9 +179,6 @@ class PreferenceRecipe(FineTuneRecipe):
                 _, _, sums = self._row_losses(self.model, rows, list(range(start, min(start + batch, len(rows)))), "validation")
                 totals = {k: totals[k] + sums[k] for k in STATISTICS}
         return _summary(totals)
-
-    def _over_workers(self, sums: dict) -> dict:
-        return sums_over_workers(sums, self.session, self.device)
 
 
 def _summary(sums: dict) -> dict:

@@ -25,6 +25,11 @@ def sums_over_workers(sums: dict, session: "WorkerSession", device) -> dict:
     return dict(zip(sums, tensor.tolist()))
 
 
+def step_loss_over_workers(loss_sum: float, session: "WorkerSession", device) -> float:
+    """A step's token loss: each worker holds world_size x its tokens' share of it, so the mean over workers. Collective."""
+    return sums_over_workers({"loss": loss_sum}, session, device)["loss"] / session.world_size
+
+
 class WorkerSession:
     """One process's view of a (possibly distributed) training run."""
 
